@@ -1,0 +1,50 @@
+"""The documented error types of agentdag.
+
+Every error a user can cause or meet derives from `AgentdagError`, so callers can catch one type and the
+CLI can print one clear line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentdagError",
+    "ModelError",
+    "PlanError",
+    "TaskFileError",
+    "ToolArgumentsError",
+    "ToolError",
+]
+
+
+class AgentdagError(Exception):
+    """Base class of every error agentdag raises on purpose."""
+
+
+class TaskFileError(AgentdagError):
+    """A task file is missing, unreadable, not YAML, or does not match the schema."""
+
+
+class PlanError(AgentdagError):
+    """A plan failed validation; `problems` lists every problem found, each naming its node."""
+
+    def __init__(self, problems: list[object]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"invalid plan ({len(problems)} problem(s)):\n{lines}")
+
+
+class ToolError(AgentdagError):
+    """A tool call failed; raised by tools to report a failure with a clean message."""
+
+
+class ToolArgumentsError(ToolError):
+    """The arguments of a tool call do not match the tool's schema."""
+
+
+class ModelError(AgentdagError):
+    """A model backend failed: unreachable, timed out, malformed or truncated output, context overflow."""
+
+    def __init__(self, message: str, *, backend: str, retryable: bool = False) -> None:
+        self.backend = backend
+        self.retryable = retryable
+        super().__init__(f"{backend}: {message}")

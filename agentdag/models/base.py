@@ -1,0 +1,54 @@
+"""The model protocol: one abstract async method, extended by wrapping."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+
+from agentdag.messages import ModelRequest, ModelResponse
+
+__all__ = ["Model", "WrapperModel"]
+
+
+class Model(ABC):
+    """A chat model: messages in, completions with token usage out.
+
+    Subclasses implement `request`. Backends that can stream tokens also override `stream`; the default
+    yields the whole reply as one chunk, so every model can be used where streaming is expected.
+    """
+
+    name: str = "model"
+
+    @abstractmethod
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        """Send one request and return its completions and usage."""
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[str]:
+        """Yield the reply's text in chunks as it is generated (only `settings.n == 1`)."""
+        response = await self.request(request)
+        yield response.text
+
+    async def aclose(self) -> None:
+        """Release the backend's resources; the default has none."""
+        return
+
+
+class WrapperModel(Model):
+    """A model that wraps another model; strategies, retries and limits derive from it so they stack."""
+
+    def __init__(self, wrapped: Model) -> None:
+        self.wrapped = wrapped
+        self.name = wrapped.name
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        """Forward the request to the wrapped model."""
+        return await self.wrapped.request(request)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[str]:
+        """Forward streaming to the wrapped model."""
+        async for chunk in self.wrapped.stream(request):
+            yield chunk
+
+    async def aclose(self) -> None:
+        """Close the wrapped model."""
+        await self.wrapped.aclose()

@@ -1,0 +1,63 @@
+"""`FunctionModel`: a model whose every reply a plain function decides, for tests and scripted runs."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from agentdag.messages import Completion, ModelRequest, ModelResponse, Usage
+from agentdag.models.base import Model
+
+__all__ = ["FunctionModel", "count_tokens"]
+
+Reply = str | ModelResponse
+ReplyFunction = Callable[[ModelRequest], Reply | Awaitable[Reply]]
+
+
+def count_tokens(text: str) -> int:
+    """Approximate a token count for scripted models: about four characters per token."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+class FunctionModel(Model):
+    """A model that calls `function(request)` for each reply.
+
+    The function may be sync or async and returns either the reply text or a full `ModelResponse`. When it
+    returns text, every one of the `settings.n` completions is that text and usage is estimated with
+    `count_tokens`. `chunk_size` sets how many characters each streamed chunk carries.
+    """
+
+    def __init__(self, function: ReplyFunction, *, name: str = "function", chunk_size: int = 8) -> None:
+        self.function = function
+        self.name = name
+        self.chunk_size = chunk_size
+        self.requests: list[ModelRequest] = []
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        """Record the request and return the function's reply."""
+        started = time.perf_counter()
+        self.requests.append(request)
+        reply = self.function(request)
+        if inspect.isawaitable(reply):
+            reply = await reply
+        if isinstance(reply, ModelResponse):
+            return reply
+        prompt_tokens = sum(count_tokens(message.content) for message in request.messages)
+        n = request.settings.n
+        return ModelResponse(
+            completions=tuple(Completion(text=reply) for _ in range(n)),
+            usage=Usage(
+                calls=1,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=count_tokens(reply) * n,
+                latency_s=time.perf_counter() - started,
+            ),
+            model=self.name,
+        )
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[str]:
+        """Stream the function's reply in chunks of `chunk_size` characters."""
+        text = (await self.request(request)).text
+        for start in range(0, len(text), self.chunk_size):
+            yield text[start : start + self.chunk_size]

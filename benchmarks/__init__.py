@@ -1,0 +1,1 @@
+"""Benchmark harnesses (installed as `agentdag.benchmarks`); results are printed, never stored here."""

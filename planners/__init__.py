@@ -1,0 +1,1 @@
+"""Planner prompt templates as data files (installed as `agentdag.planners`)."""
