@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "AgentdagError",
+    "InvalidReferenceError",
     "ModelError",
     "PlanError",
     "TaskFileError",
@@ -31,6 +32,10 @@ class PlanError(AgentdagError):
         self.problems = problems
         lines = "\n".join(f"  - {problem}" for problem in problems)
         super().__init__(f"invalid plan ({len(problems)} problem(s)):\n{lines}")
+
+
+class InvalidReferenceError(AgentdagError):
+    """A reference to another node's output is malformed, or its node or field path does not exist."""
 
 
 class ToolError(AgentdagError):

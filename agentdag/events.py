@@ -1,0 +1,59 @@
+"""Events the engine emits while it runs, for live views, traces and tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["EventSink", "NodeError", "NodeErrorKind", "NodeEvent", "NodeEventKind"]
+
+NodeErrorKind = Literal[
+    "tool_error",
+    "invalid_arguments",
+    "invalid_reference",
+    "timeout",
+    "cancelled",
+    "dependency_failed",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeError:
+    """Why a node did not produce an output.
+
+    Attributes:
+        kind: the class of failure; "dependency_failed" marks a skipped node.
+        message: one line for people and for the planner.
+        cause: for a skipped node, the id of the failed node upstream.
+    """
+
+    kind: NodeErrorKind
+    message: str
+    cause: int | None = None
+
+
+NodeEventKind = Literal["queued", "started", "retrying", "finished", "failed", "skipped", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEvent:
+    """A change in one node's state.
+
+    Attributes:
+        time: seconds since the execution opened.
+        attempt: the attempt number (1 for the first call).
+        duration_s: for finished and failed events, time since the node started.
+    """
+
+    kind: NodeEventKind
+    node_id: int
+    tool: str
+    time: float
+    attempt: int = 0
+    duration_s: float | None = None
+    error: NodeError | None = None
+
+
+EventSink = Callable[[NodeEvent], None]
+"""A callback that receives every event; it must return quickly and must not raise."""

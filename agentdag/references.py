@@ -1,0 +1,194 @@
+"""References from a node's arguments to earlier nodes' outputs, and their resolution.
+
+Two forms exist:
+
+* a structured reference, a JSON object `{"$ref": 3}` or `{"$ref": 3, "path": "items.0.title"}`, which
+  is replaced by node 3's output (or the value at the field path) with its type intact;
+* LLMCompiler-style `$3`, `${3}` and `${3.items.0.title}` inside strings. A string that is exactly one
+  such reference is replaced by the structured value; inside longer text the value is spliced in as text
+  (strings as they are, anything else as compact JSON).
+
+A bare `$N` counts as a reference only when node N exists, so text such as "costs $100" stays literal;
+the braced form always counts and an unknown node in it is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agentdag.errors import InvalidReferenceError
+
+__all__ = [
+    "Reference",
+    "contains_reference",
+    "find_references",
+    "is_whole_reference",
+    "parse_path",
+    "resolve_references",
+]
+
+REF_KEY = "$ref"
+_STRING_REFERENCE = re.compile(r"\$\{(\d+)((?:\.[^}]*)?)\}|\$(\d+)(?![\d.\w])")
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """One reference found in a node's arguments.
+
+    Attributes:
+        node_id: the referenced node.
+        path: field path into its output (empty for the whole output).
+        explicit: False for a bare `$N` in text, which only counts when node N exists.
+    """
+
+    node_id: int
+    path: tuple[str | int, ...]
+    explicit: bool
+
+
+def parse_path(path: object) -> tuple[str | int, ...]:
+    """Parse a field path: `"items.0.title"`, or a list of keys and indices.
+
+    Raises:
+        InvalidReferenceError: the path is neither a string nor a list of strings and integers.
+    """
+    if path is None or path == "":
+        return ()
+    if isinstance(path, str):
+        return tuple(int(part) if part.isdigit() else part for part in path.split("."))
+    if isinstance(path, list) and all(isinstance(part, str | int) and not isinstance(part, bool) for part in path):
+        return tuple(path)
+    raise InvalidReferenceError(f"a reference path must be a string like 'items.0.title', got {path!r}")
+
+
+def _is_reference_object(value: Mapping[str, Any]) -> bool:
+    return REF_KEY in value
+
+
+def _parse_reference_object(value: Mapping[str, Any]) -> Reference:
+    extra = set(value) - {REF_KEY, "path"}
+    if extra:
+        raise InvalidReferenceError(f"a reference object has only '$ref' and 'path', not {sorted(extra)}")
+    node_id = value[REF_KEY]
+    if isinstance(node_id, str) and node_id.lstrip("$").isdigit():
+        node_id = int(node_id.lstrip("$"))
+    if not isinstance(node_id, int) or isinstance(node_id, bool):
+        raise InvalidReferenceError(f"'$ref' must be a node id (an integer), got {node_id!r}")
+    return Reference(node_id, parse_path(value.get("path")), explicit=True)
+
+
+def _string_references(text: str) -> Iterator[tuple[re.Match[str], Reference]]:
+    for match in _STRING_REFERENCE.finditer(text):
+        braced, path, bare = match.group(1), match.group(2), match.group(3)
+        if braced is not None:
+            yield match, Reference(int(braced), parse_path(path[1:]), explicit=True)
+        else:
+            yield match, Reference(int(bare), (), explicit=False)
+
+
+def find_references(value: object) -> Iterator[Reference]:
+    """Yield every reference inside an argument value, depth first.
+
+    Raises:
+        InvalidReferenceError: a reference object is malformed.
+    """
+    if isinstance(value, str):
+        if "$" in value:
+            for _, reference in _string_references(value):
+                yield reference
+    elif isinstance(value, Mapping):
+        if _is_reference_object(value):
+            yield _parse_reference_object(value)
+            return
+        for item in value.values():
+            yield from find_references(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from find_references(item)
+
+
+def is_whole_reference(text: str, known: Collection[int]) -> bool:
+    """Whether `text` is exactly one reference that counts, so it resolves to a structured value."""
+    match = _STRING_REFERENCE.fullmatch(text)
+    return match is not None and (match.group(1) is not None or int(match.group(3)) in known)
+
+
+def contains_reference(value: object, known: Collection[int]) -> bool:
+    """Whether `value` holds a reference that counts, given the ids of nodes that exist."""
+    return any(reference.explicit or reference.node_id in known for reference in find_references(value))
+
+
+def _follow(output: object, path: tuple[str | int, ...], node_id: int) -> Any:
+    current = output
+    for depth, key in enumerate(path):
+        where = ".".join(str(part) for part in path[: depth + 1])
+        if isinstance(current, Mapping):
+            if str(key) not in current:
+                keys = ", ".join(sorted(map(str, current))[:10]) or "none"
+                raise InvalidReferenceError(f"node {node_id}'s output has no field {where!r} (fields: {keys})")
+            current = current[str(key)]
+        elif isinstance(current, list):
+            if not isinstance(key, int) or not -len(current) <= key < len(current):
+                raise InvalidReferenceError(
+                    f"node {node_id}'s output has no item {where!r} (a list of {len(current)} items)"
+                )
+            current = current[key]
+        else:
+            raise InvalidReferenceError(
+                f"node {node_id}'s output at {where!r} is a {type(current).__name__}, not a container"
+            )
+    return current
+
+
+def _as_text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def resolve_references(value: Any, outputs: Mapping[int, Any]) -> Any:
+    """Return `value` with every reference replaced by the referenced output.
+
+    `outputs` maps the ids of the nodes this value may refer to onto their outputs; a bare `$N` whose N is
+    not among them stays literal text.
+
+    Raises:
+        InvalidReferenceError: a reference names a node not in `outputs` or a path that does not exist.
+    """
+    if isinstance(value, str):
+        return _resolve_string(value, outputs) if "$" in value else value
+    if isinstance(value, Mapping):
+        if _is_reference_object(value):
+            return _lookup(_parse_reference_object(value), outputs)
+        return {key: resolve_references(item, outputs) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [resolve_references(item, outputs) for item in value]
+    return value
+
+
+def _lookup(reference: Reference, outputs: Mapping[int, Any]) -> Any:
+    if reference.node_id not in outputs:
+        raise InvalidReferenceError(f"reference to node {reference.node_id}, whose output is not available here")
+    return _follow(outputs[reference.node_id], reference.path, reference.node_id)
+
+
+def _resolve_string(text: str, outputs: Mapping[int, Any]) -> Any:
+    matches = [
+        (match, reference)
+        for match, reference in _string_references(text)
+        if reference.explicit or reference.node_id in outputs
+    ]
+    if not matches:
+        return text
+    if len(matches) == 1 and matches[0][0].span() == (0, len(text)):
+        return _lookup(matches[0][1], outputs)
+    pieces: list[str] = []
+    position = 0
+    for match, reference in matches:
+        pieces.append(text[position : match.start()])
+        pieces.append(_as_text(_lookup(reference, outputs)))
+        position = match.end()
+    pieces.append(text[position:])
+    return "".join(pieces)

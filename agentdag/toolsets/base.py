@@ -1,0 +1,64 @@
+"""The tool protocol: a name, a JSON schema for the arguments, a policy, and one async `call`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["JsonValue", "Tool", "ToolPolicy"]
+
+JsonValue = Any
+"""A value that JSON can carry: None, bool, int, float, str, list and dict of these."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolPolicy:
+    """How the executor treats calls to one tool.
+
+    Attributes:
+        timeout_s: deadline of one attempt; `None` uses the executor's default.
+        retries: extra attempts after a failure (0 = no retry). Only for tools safe to call again.
+        backoff_s: delay before the first retry; it doubles on each further retry.
+        max_concurrency: at most this many calls of the tool at once; `None` means no per-tool cap.
+    """
+
+    timeout_s: float | None = None
+    retries: int = 0
+    backoff_s: float = 0.2
+    max_concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0, got {self.retries}")
+        if self.backoff_s < 0:
+            raise ValueError(f"backoff_s must be >= 0, got {self.backoff_s}")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+
+
+class Tool(ABC):
+    """A callable the planner may use in a plan node.
+
+    Attributes:
+        name: unique name the plan refers to.
+        description: what the tool does, shown to the planner.
+        input_schema: JSON schema (an object schema) of the arguments.
+        policy: timeout, retries and concurrency cap.
+    """
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    policy: ToolPolicy
+
+    @abstractmethod
+    async def call(self, arguments: dict[str, JsonValue]) -> JsonValue:
+        """Validate `arguments`, run the tool and return a JSON-able result.
+
+        Raises:
+            ToolArgumentsError: the arguments do not match `input_schema`.
+            Exception: any failure of the tool itself; the executor records it on the node.
+        """
