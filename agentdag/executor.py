@@ -133,16 +133,20 @@ class Executor:
         If the block raises or is cancelled, running nodes are cancelled and unfinished nodes are
         recorded as cancelled before the exception propagates.
         """
-        async with anyio.create_task_group() as task_group:
-            execution = Execution(self, task_group)
-            try:
-                yield execution
-            except BaseException:
-                task_group.cancel_scope.cancel()
-                raise
-            finally:
-                execution.accepting = False
-        execution.settle()
+        execution: Execution | None = None
+        try:
+            async with anyio.create_task_group() as task_group:
+                execution = Execution(self, task_group)
+                try:
+                    yield execution
+                except BaseException:
+                    task_group.cancel_scope.cancel()
+                    raise
+                finally:
+                    execution.accepting = False
+        finally:
+            if execution is not None:
+                execution.settle()
 
     async def run(self, nodes: Iterable[Node]) -> ExecutionResult:
         """Validate a whole plan, run it, and return every node's record.

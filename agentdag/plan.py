@@ -126,7 +126,12 @@ def check_node(
         problems.append(problem("invalid_reference", str(error)))
         references = []
     targets: list[tuple[int, str]] = [(target, "depends_on") for target in node.depends_on]
-    targets += [(reference.node_id, _describe(reference)) for reference in references if _counts(reference, earlier)]
+    # A bare `$N` counts when node N exists anywhere in the plan, this node included.
+    targets += [
+        (reference.node_id, _describe(reference))
+        for reference in references
+        if _counts(reference, earlier) or reference.node_id == node.id or reference.node_id in later
+    ]
     for target, how in targets:
         if target == node.id:
             problems.append(problem("self_dependency", f"{how} names the node itself"))

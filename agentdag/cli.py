@@ -1,0 +1,264 @@
+"""The `agentdag` command line: run and plan task files, serve the embedded model, run benchmarks.
+
+Exit codes: 0 the task is done, 1 the task failed, 2 bad input (task file, plan, options), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+from rich.console import Console
+from rich.table import Table
+
+from agentdag.agent import Agent, RunResult
+from agentdag.errors import AgentdagError, ModelError, PlanError, TaskFileError
+from agentdag.messages import Usage
+from agentdag.models.config import ModelConfig, open_model
+from agentdag.models.embedded import serve_forever
+from agentdag.models.function import FunctionModel
+from agentdag.plan import Node, dependencies_of, validate_plan
+from agentdag.taskfile import MODEL_TOOL, TaskFile, load_task_file, load_task_tools
+from agentdag.toolsets.base import Tool
+from agentdag.toolsets.registry import ToolRegistry
+
+__all__ = ["main"]
+
+EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+T = TypeVar("T")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    parser = _create_parser()
+    arguments = parser.parse_args(argv)
+    console = Console(stderr=True)
+    command: Callable[[argparse.Namespace], Awaitable[int]] = arguments.command
+    try:
+        return anyio.run(command, arguments)
+    except (TaskFileError, PlanError) as error:
+        console.print(f"[bold red]agentdag: bad input:[/] {_escape(str(error))}", highlight=False)
+        return EXIT_BAD_INPUT
+    except ModelError as error:
+        console.print(f"[bold red]agentdag: model backend failed:[/] {_escape(str(error))}", highlight=False)
+        return EXIT_FAILED
+    except AgentdagError as error:
+        console.print(f"[bold red]agentdag: error:[/] {_escape(str(error))}", highlight=False)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        console.print("[yellow]agentdag: interrupted[/]")
+        return EXIT_INTERRUPTED
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", r"\[")
+
+
+def _create_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentdag", description="Run LLM agents as parallel DAGs of tool calls.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a task file")
+    run.add_argument("task", type=Path, help="the task file (YAML)")
+    run.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    run.add_argument("--quiet", action="store_true", help="print only the answer")
+    run.set_defaults(command=_run_command)
+
+    plan = commands.add_parser("plan", help="validate a task file's plan and print the DAG (nothing runs)")
+    plan.add_argument("task", type=Path, help="the task file (YAML)")
+    plan.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+    plan.set_defaults(command=_plan_command)
+
+    serve = commands.add_parser("serve", help="serve the embedded model so that several runs share it")
+    serve.add_argument("--slots", type=int, default=4, help="requests decoded in parallel (default 4)")
+    serve.add_argument("--ctx-per-slot", type=int, default=4096, help="context window of each slot")
+    serve.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    serve.set_defaults(command=_serve_command)
+
+    bench = commands.add_parser("bench", help="run a benchmark and print its figures")
+    benches = bench.add_subparsers(required=True, metavar="BENCHMARK")
+    executor = benches.add_parser("executor", help="executor: wall time vs critical path, per-node overhead")
+    executor.add_argument("--json", action="store_true", help="print one JSON object")
+    executor.add_argument("--nodes", type=_positive, default=1000, help="nodes of the sleeping DAG")
+    executor.add_argument("--noop-nodes", type=_positive, default=10_000, help="nodes of the no-op DAG")
+    executor.add_argument("--seed", type=int, default=0, help="random seed of the DAGs")
+    executor.set_defaults(command=_bench_executor_command)
+    backend = benches.add_parser("backend", help="embedded model: tokens/s for 1 and for 4 concurrent requests")
+    backend.add_argument("--json", action="store_true", help="print one JSON object")
+    backend.add_argument("--max-tokens", type=_positive, default=128, help="completion tokens per request")
+    backend.add_argument("--concurrency", type=_positive, default=4, help="concurrent requests")
+    backend.set_defaults(command=_bench_backend_command)
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+# -- run and plan ----------------------------------------------------------------------------------
+
+
+async def _run_command(arguments: argparse.Namespace) -> int:
+    task = load_task_file(arguments.task)
+    if task.plan is None:
+        raise TaskFileError(f"{arguments.task}: this task has no 'plan:'; add one (the LLM planner is not built yet)")
+    async with AsyncExitStack() as stack:
+        model = None
+        if MODEL_TOOL in task.tools:
+            model = await stack.enter_async_context(open_model(task.model))
+        tools = load_task_tools(task, base_dir=arguments.task.parent, model=model)
+        agent = Agent(
+            tools=tools,
+            max_concurrency=task.limits.max_concurrency,
+            tool_concurrency=task.limits.tool_concurrency,
+            timeout_s=task.limits.timeout_s,
+        )
+        result = await agent.run_plan(task.plan, answer=task.answer)
+    _print_result(result, json_output=arguments.json, quiet=arguments.quiet)
+    return EXIT_DONE if result.status == "done" else EXIT_FAILED
+
+
+async def _plan_command(arguments: argparse.Namespace) -> int:
+    task = load_task_file(arguments.task)
+    if task.plan is None:
+        raise TaskFileError(f"{arguments.task}: this task has no 'plan:' to print")
+    tools = ToolRegistry(_tools_for_planning(task, arguments.task.parent))
+    problems = validate_plan(task.plan, tools)
+    if problems:
+        raise PlanError(list(problems))
+    if arguments.format == "json":
+        print(json.dumps({"nodes": [node.model_dump(mode="json") for node in task.plan]}, indent=2))
+    else:
+        _print_plan(task.plan)
+    return EXIT_DONE
+
+
+def _tools_for_planning(task: TaskFile, base_dir: Path) -> list[Tool]:
+    """The task's tools for validation only: the `llm` tool is described without opening a model."""
+    placeholder = FunctionModel(lambda _: "", name="not-opened")
+    return load_task_tools(task, base_dir=base_dir, model=placeholder)
+
+
+def _print_plan(nodes: Sequence[Node]) -> None:
+    console = Console()
+    table = Table(title="plan", show_lines=False)
+    for column in ("id", "tool", "arguments", "depends on"):
+        table.add_column(column)
+    known = {node.id for node in nodes}
+    for node in nodes:
+        dependencies = ", ".join(str(item) for item in sorted(dependencies_of(node, known))) or "-"
+        table.add_row(str(node.id), node.tool, json.dumps(node.arguments, ensure_ascii=False), dependencies)
+    console.print(table)
+
+
+def _print_result(result: RunResult, *, json_output: bool, quiet: bool) -> None:
+    if json_output:
+        print(json.dumps(_result_json(result), ensure_ascii=False))
+        return
+    console = Console()
+    if not quiet:
+        table = Table(title=f"{len(result.records)} nodes in {result.wall_s:.2f} s")
+        for column in ("id", "tool", "status", "time (s)", "output or error"):
+            table.add_column(column)
+        for record in result.records.values():
+            detail = record.error.message if record.error else json.dumps(record.output, ensure_ascii=False)
+            duration = f"{record.duration_s:.3f}" if record.duration_s is not None else "-"
+            table.add_row(str(record.id), record.node.tool, record.status, duration, _shorten(detail, 80))
+        console.print(table)
+    if result.status == "done":
+        answer = result.answer if isinstance(result.answer, str) else json.dumps(result.answer, ensure_ascii=False)
+        console.print(answer, markup=False, highlight=False)
+    else:
+        Console(stderr=True).print(f"[bold red]task failed:[/] {_escape(result.error or 'no answer')}")
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _result_json(result: RunResult) -> dict[str, Any]:
+    return {
+        "status": result.status,
+        "answer": result.answer,
+        "error": result.error,
+        "wall_s": round(result.wall_s, 4),
+        "usage": {role: _usage_json(usage) for role, usage in result.usage.items()},
+        "nodes": [
+            {
+                "id": record.id,
+                "tool": record.node.tool,
+                "status": record.status,
+                "arguments": record.arguments,
+                "output": record.output,
+                "error": None if record.error is None else {"kind": record.error.kind, "message": record.error.message},
+                "started_at": record.started_at,
+                "finished_at": record.finished_at,
+                "attempts": record.attempts,
+            }
+            for record in result.records.values()
+        ],
+    }
+
+
+def _usage_json(usage: Usage) -> dict[str, Any]:
+    return {
+        "calls": usage.calls,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "latency_s": round(usage.latency_s, 4),
+    }
+
+
+# -- serve and bench -------------------------------------------------------------------------------
+
+
+async def _serve_command(arguments: argparse.Namespace) -> int:
+    config = ModelConfig(slots=arguments.slots, ctx_per_slot=arguments.ctx_per_slot, threads=arguments.threads)
+    console = Console(stderr=True)
+
+    def announce(url: str) -> None:
+        console.print(f"agentdag: serving the embedded model at {url} (Ctrl-C stops it)")
+
+    await serve_forever(config, announce)
+    return EXIT_DONE
+
+
+async def _bench_executor_command(arguments: argparse.Namespace) -> int:
+    from agentdag.benchmarks.executor import run_executor_bench
+
+    figures = await run_executor_bench(nodes=arguments.nodes, noop_nodes=arguments.noop_nodes, seed=arguments.seed)
+    _print_figures(figures, json_output=arguments.json, title="executor benchmark")
+    return EXIT_DONE
+
+
+async def _bench_backend_command(arguments: argparse.Namespace) -> int:
+    from agentdag.benchmarks.backend import run_backend_bench
+
+    figures = await run_backend_bench(max_tokens=arguments.max_tokens, concurrency=arguments.concurrency)
+    _print_figures(figures, json_output=arguments.json, title="backend benchmark")
+    return EXIT_DONE
+
+
+def _print_figures(figures: dict[str, Any], *, json_output: bool, title: str) -> None:
+    if json_output:
+        print(json.dumps(figures))
+        return
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value")
+    for key, value in figures.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

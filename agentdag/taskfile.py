@@ -1,0 +1,214 @@
+"""Task files (`task.yaml`): their schema and a loader whose errors name the file, the key and the line.
+
+A task file says what to do (`task`), which tools to offer, which model to use, and optionally a fixed
+`plan` that runs without a planner. Unknown keys are rejected so that a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentdag.errors import TaskFileError
+from agentdag.models.base import Model
+from agentdag.models.config import ModelConfig
+from agentdag.plan import Node
+from agentdag.toolsets.base import Tool
+from agentdag.toolsets.model import ModelTool
+from agentdag.toolsets.registry import import_tools
+
+__all__ = ["MODEL_TOOL", "Limits", "TaskFile", "load_task_file", "load_task_tools", "parse_task_file"]
+
+MAX_TASK_FILE_BYTES = 1_000_000
+MODEL_TOOL = "llm"
+"""The reserved entry in `tools:` that offers the run's model as a tool (see `ModelTool`)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Strict):
+    """Concurrency and time limits of a run.
+
+    Attributes:
+        max_concurrency: at most this many tool calls at once.
+        tool_concurrency: per-tool caps, by tool name.
+        timeout_s: deadline of one tool call attempt, for tools that set none.
+    """
+
+    max_concurrency: int | None = Field(default=None, ge=1)
+    tool_concurrency: dict[str, int] = Field(default_factory=dict)
+    timeout_s: float | None = Field(default=300.0, gt=0)
+
+
+class TaskFile(_Strict):
+    """The schema of a task file.
+
+    Attributes:
+        task: what the agent should do, in words.
+        tools: Python tools to offer, each as `package.module:name` (a tool or a list of tools); modules
+            next to the task file can be imported too. The entry `llm` offers the run's model as a tool.
+        model: the model backend (default: the embedded llama.cpp server).
+        plan: a fixed plan to run instead of asking a planner.
+        answer: for a fixed plan, the answer as a template over node outputs (`"${3}"`,
+            `{"$ref": 3, "path": "items.0"}`, ...); defaults to the output of the last node.
+        limits: concurrency and time limits.
+    """
+
+    task: str = Field(min_length=1)
+    tools: list[str] = Field(default_factory=list)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    plan: list[Node] | None = None
+    answer: Any = None
+    limits: Limits = Field(default_factory=Limits)
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """A safe loader that refuses aliases, so a small hostile file cannot expand into a huge one."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.MarkedYAMLError(
+                problem="YAML aliases (*name) are not allowed in task files", problem_mark=event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """Parse once, keeping the node tree for line numbers and the constructed data."""
+    loader = _NoAliasLoader(text)
+    try:
+        root = loader.get_single_node()
+        return root, (loader.construct_document(root) if root is not None else None)
+    finally:
+        loader.dispose()
+
+
+def load_task_file(path: str | Path) -> TaskFile:
+    """Read and validate a task file.
+
+    Raises:
+        TaskFileError: one line naming the file, the key and the line of the first problem.
+    """
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise TaskFileError(f"{file}: no such task file") from None
+    except IsADirectoryError:
+        raise TaskFileError(f"{file}: is a directory, not a task file") from None
+    except OSError as error:
+        raise TaskFileError(f"{file}: cannot read the task file: {error.strerror}") from None
+    if len(data) > MAX_TASK_FILE_BYTES:
+        raise TaskFileError(f"{file}: task file is {len(data):,} bytes; the limit is {MAX_TASK_FILE_BYTES:,}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise TaskFileError(f"{file}: not UTF-8 text (byte {error.start})") from None
+    return parse_task_file(text, source=str(file))
+
+
+def parse_task_file(text: str, *, source: str = "<task>") -> TaskFile:
+    """Validate the text of a task file; `source` names it in errors.
+
+    Raises:
+        TaskFileError: the text is not YAML, not a mapping, or does not match the schema.
+    """
+    try:
+        root, data = _parse_yaml(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise TaskFileError(f"{where}: invalid YAML: {error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise TaskFileError(f"{source}: invalid YAML: {error}") from None
+    except RecursionError:
+        raise TaskFileError(f"{source}: invalid YAML: nested too deeply") from None
+    if data is None:
+        raise TaskFileError(f"{source}: the task file is empty; it needs at least a 'task:' key")
+    if not isinstance(data, dict):
+        raise TaskFileError(f"{source}:1: a task file is a mapping of keys (task:, tools:, ...), not a {_kind(data)}")
+    try:
+        return TaskFile.model_validate(data)
+    except pydantic.ValidationError as error:
+        raise TaskFileError(_describe(error, root, source)) from None
+    except RecursionError:
+        raise TaskFileError(f"{source}: the task file is nested too deeply") from None
+
+
+def _kind(value: object) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "value")
+
+
+def _describe(error: pydantic.ValidationError, root: yaml.Node | None, source: str) -> str:
+    problems = error.errors(include_url=False)
+    lines = [_describe_one(problem, root, source) for problem in problems[:3]]
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return "; ".join(lines) + more
+
+
+def _describe_one(problem: Any, root: yaml.Node | None, source: str) -> str:
+    location = tuple(part for part in problem["loc"] if not _is_union_tag(part))
+    key = ".".join(str(part) for part in location) or "(top level)"
+    line = _line_of(root, location)
+    where = f"{source}:{line}" if line is not None else source
+    message = problem["msg"]
+    if problem["type"] == "extra_forbidden":
+        message = "unknown key (check its spelling)"
+    elif problem["type"] == "missing":
+        message = "required key is missing"
+    return f"{where}: {key}: {message}"
+
+
+def _is_union_tag(part: object) -> bool:
+    # pydantic inserts the union member's type name into locations (e.g. "function-after[...]").
+    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool", "list", "dict"})
+
+
+def _line_of(root: yaml.Node | None, location: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at `location`, or of its nearest existing parent."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in location:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(part):
+                    child = value_node
+                    line = key_node.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line
+
+
+def load_task_tools(task: TaskFile, *, base_dir: Path, model: Model | None) -> list[Tool]:
+    """Import the tools a task file names; `llm` becomes a `ModelTool` over `model`.
+
+    Raises:
+        AgentdagError: a tool reference cannot be imported, or `llm` is listed without a model.
+    """
+    tools: list[Tool] = []
+    sys.path.insert(0, str(base_dir.resolve()))
+    try:
+        for reference in task.tools:
+            if reference == MODEL_TOOL:
+                if model is None:
+                    raise TaskFileError("the 'llm' tool needs a model, and none is open")
+                tools.append(ModelTool(model))
+            else:
+                tools.extend(import_tools(reference))
+    finally:
+        sys.path.remove(str(base_dir.resolve()))
+    return tools
