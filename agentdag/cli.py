@@ -43,13 +43,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return anyio.run(command, arguments)
     except (TaskFileError, PlanError) as error:
-        console.print(f"[bold red]agentdag: bad input:[/] {_escape(str(error))}", highlight=False)
+        console.print(f"[bold red]agentdag: bad input:[/] {_escape(str(error))}", highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     except ModelError as error:
-        console.print(f"[bold red]agentdag: model backend failed:[/] {_escape(str(error))}", highlight=False)
+        console.print(
+            f"[bold red]agentdag: model backend failed:[/] {_escape(str(error))}", highlight=False, soft_wrap=True
+        )
         return EXIT_FAILED
     except AgentdagError as error:
-        console.print(f"[bold red]agentdag: error:[/] {_escape(str(error))}", highlight=False)
+        console.print(f"[bold red]agentdag: error:[/] {_escape(str(error))}", highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         console.print("[yellow]agentdag: interrupted[/]")
@@ -178,7 +180,7 @@ def _print_result(result: RunResult, *, json_output: bool, quiet: bool) -> None:
         answer = result.answer if isinstance(result.answer, str) else json.dumps(result.answer, ensure_ascii=False)
         console.print(answer, markup=False, highlight=False)
     else:
-        Console(stderr=True).print(f"[bold red]task failed:[/] {_escape(result.error or 'no answer')}")
+        Console(stderr=True).print(f"[bold red]task failed:[/] {_escape(result.error or 'no answer')}", soft_wrap=True)
 
 
 def _shorten(text: str, limit: int) -> str:

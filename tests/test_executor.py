@@ -4,6 +4,7 @@ import threading
 from collections.abc import Sequence
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -193,7 +194,7 @@ def _tracking_tool(name: str, running: list[int], peak: list[int], **options: in
     async def body(index: int) -> int:
         running[0] += 1
         peak[0] = max(peak[0], running[0])
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         await anyio.sleep(0.001)
         running[0] -= 1
         return index
@@ -405,7 +406,7 @@ def test_every_node_runs_exactly_once_after_all_its_dependencies(dag: list[Node]
     @tool
     async def record(index: int) -> int:
         for _ in range(rng.randint(0, 3)):
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         order.append(index)
         return index
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,7 +36,7 @@ def test_llmcompiler_style_multiple_references_in_one_string() -> None:
 def test_missing_paths_name_the_node_and_the_available_fields() -> None:
     with pytest.raises(InvalidReferenceError, match=r"no field 'items.0.author' \(fields: title, year\)"):
         resolve_references({"$ref": 1, "path": "items.0.author"}, OUTPUTS)
-    with pytest.raises(InvalidReferenceError, match="no item 'items.5'"):
+    with pytest.raises(InvalidReferenceError, match=r"no item 'items\.5'"):
         resolve_references({"$ref": 1, "path": "items.5"}, OUTPUTS)
     with pytest.raises(InvalidReferenceError, match="is a str, not a container"):
         resolve_references("${3.x}", OUTPUTS)
@@ -47,7 +49,7 @@ def test_braced_reference_to_an_unavailable_node_is_an_error_but_bare_is_text() 
 
 
 def test_malformed_reference_objects_are_errors() -> None:
-    with pytest.raises(InvalidReferenceError, match="only '\\$ref' and 'path'"):
+    with pytest.raises(InvalidReferenceError, match=r"only .\$ref. and .path."):
         list(find_references({"$ref": 1, "paths": "x"}))
     with pytest.raises(InvalidReferenceError, match="node id"):
         list(find_references({"$ref": "one"}))
@@ -95,7 +97,5 @@ def test_values_without_references_pass_through_unchanged(value: object) -> None
 
 @given(value=json_values, outputs=st.dictionaries(st.integers(0, 5), json_values, max_size=4))
 def test_resolution_raises_only_the_documented_error(value: object, outputs: dict[int, object]) -> None:
-    try:
+    with contextlib.suppress(InvalidReferenceError):
         resolve_references(value, outputs)
-    except InvalidReferenceError:
-        pass

@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentdag.cli import main
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "task.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_run_prints_the_answer_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(EXAMPLES / "quickstart.yaml"), "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == "The three areas add up to 43.982297150257104."
+
+
+def test_run_json_holds_every_node(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(EXAMPLES / "quickstart.yaml"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "done"
+    assert [node["status"] for node in result["nodes"]] == ["done"] * 4
+    assert result["nodes"][3]["arguments"]["expression"].startswith("3.14159")
+
+
+def test_a_failed_task_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    task = write(
+        tmp_path,
+        "task: divide\ntools: [agentdag.tools.calculator:TOOLS]\nplan:\n"
+        "  - {id: 1, tool: calculate, arguments: {expression: '1/0'}}\n"
+        "  - {id: 2, tool: calculate, arguments: {expression: '$1 + 1'}}\n",
+    )
+    assert main(["run", str(task)]) == 1
+    captured = capsys.readouterr()
+    assert "division by zero" in captured.err
+    assert "skipped" in captured.out
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("task: [", "invalid YAML"),
+        ("task: x\ntools: [no.such:thing]\nplan: [{id: 1, tool: a}]\n", "cannot import module 'no.such'"),
+        (
+            "task: x\ntools: [agentdag.tools.calculator:TOOLS]\nplan: [{id: 1, tool: calc}]\n",
+            "did you mean 'calculate'",
+        ),
+        ("task: x\ntools: [agentdag.tools.calculator:TOOLS]\n", "has no 'plan:'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, needle: str
+) -> None:
+    assert main(["run", str(write(tmp_path, text))]) == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_plan_prints_the_dag_without_running(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(EXAMPLES / "quickstart.yaml"), "--format", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [node["id"] for node in plan["nodes"]] == [1, 2, 3, 4]
+
+
+def test_plan_reports_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    task = write(
+        tmp_path,
+        "task: x\ntools: [agentdag.tools.calculator:TOOLS]\nplan:\n"
+        "  - {id: 1, tool: calculate, arguments: {expression: '$1'}}\n"
+        "  - {id: 2, tool: nope}\n",
+    )
+    assert main(["plan", str(task)]) == 2
+    err = capsys.readouterr().err
+    assert "node 1" in err
+    assert "node 2" in err
+
+
+def test_the_console_script_never_shows_a_traceback(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "agentdag.cli", "run", str(tmp_path / "absent.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "no such task file" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_unknown_options_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["run"])
+    assert caught.value.code == 2
+
+
+def test_bench_executor_prints_the_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "executor", "--json", "--nodes", "60", "--noop-nodes", "200"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    for field in (
+        "critical_path_s",
+        "wall_s",
+        "ratio",
+        "overhead_us_per_task",
+        "target_ratio",
+        "target_overhead_us_per_task",
+    ):
+        assert field in figures
+    assert figures["ratio"] == pytest.approx(figures["wall_s"] / figures["critical_path_s"], rel=0.01)
+    assert figures["ratio"] >= 1.0  # nothing can beat its critical path

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+
+from agentdag.messages import Message, ModelRequest, ModelResponse, ModelSettings, Usage
+from agentdag.models import FunctionModel
+from agentdag.models.function import count_tokens
+
+
+def request(text: str, **settings: object) -> ModelRequest:
+    return ModelRequest(messages=(Message("user", text),), settings=ModelSettings(**settings))  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_a_plain_function_decides_the_reply_and_usage_is_counted() -> None:
+    model = FunctionModel(lambda req: req.messages[-1].content.upper())
+    response = await model.request(request("hello there", n=2))
+    assert [completion.text for completion in response.completions] == ["HELLO THERE", "HELLO THERE"]
+    assert response.usage.calls == 1
+    assert response.usage.prompt_tokens == count_tokens("hello there")
+    assert response.usage.completion_tokens == 2 * count_tokens("HELLO THERE")
+    assert model.requests[0].settings.n == 2
+
+
+@pytest.mark.asyncio
+async def test_async_functions_and_full_responses_are_supported() -> None:
+    async def reply(req: ModelRequest) -> ModelResponse:
+        return ModelResponse(completions=(), usage=Usage(calls=1), model="x") if req.settings.n == 0 else "ok"  # type: ignore[return-value]
+
+    assert (await FunctionModel(reply).request(request("a"))).text == "ok"
+
+
+@pytest.mark.asyncio
+async def test_streaming_yields_chunks_that_join_to_the_reply() -> None:
+    model = FunctionModel(lambda _: "abcdefghij", chunk_size=3)
+    chunks = [chunk async for chunk in model.stream(request("x"))]
+    assert chunks == ["abc", "def", "ghi", "j"]
+
+
+def test_usage_adds_up() -> None:
+    total = Usage(calls=1, prompt_tokens=2, completion_tokens=3) + Usage(calls=2, prompt_tokens=1, completion_tokens=1)
+    assert (total.calls, total.prompt_tokens, total.completion_tokens, total.total_tokens) == (3, 3, 4, 7)

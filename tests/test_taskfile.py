@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agentdag.errors import TaskFileError
+from agentdag.taskfile import load_task_file, parse_task_file
+
+MALFORMED = {
+    "empty": ("", "t.yaml: the task file is empty"),
+    "a list": ("- a\n- b\n", "t.yaml:1: a task file is a mapping"),
+    "a string": ("just words\n", "t.yaml:1: a task file is a mapping"),
+    "unclosed bracket": ("task: [x\n", "t.yaml:2: invalid YAML"),
+    "tab indent": ("task: x\n\tplan: 1\n", "t.yaml:2: invalid YAML"),
+    "alias": ("a: &x [1]\ntask: x\nb: *x\n", "t.yaml:3: invalid YAML: YAML aliases"),
+    "typo key": ("task: x\ntool:\n  - a:b\n", "t.yaml:2: tool: unknown key"),
+    "missing task": ("tools: []\n", "t.yaml:1: task: required key is missing"),
+    "blank task": ("task: ''\n", "t.yaml:1: task: String should have at least 1 character"),
+    "tools not a list": ("task: x\ntools: calc\n", "t.yaml:2: tools: Input should be a valid list"),
+    "node id text": ("task: x\nplan:\n  - id: 1\n    tool: a\n  - id: two\n    tool: a\n", "t.yaml:5: plan.1.id"),
+    "node unknown field": (
+        "task: x\nplan:\n  - id: 1\n    tool: a\n    args: {}\n",
+        "t.yaml:5: plan.0.args: unknown key",
+    ),
+    "node without tool": ("task: x\nplan:\n  - id: 1\n", "t.yaml:3: plan.0.tool: required key is missing"),
+    "bad limit": ("task: x\nlimits:\n  max_concurrency: 0\n", "t.yaml:3: limits.max_concurrency"),
+    "bad provider": ("task: x\nmodel:\n  provider: magic\n", "t.yaml:3: model.provider"),
+    "openai option on embedded": ("task: x\nmodel:\n  provider: embedded\n  model: gpt\n", "t.yaml:2: model"),
+    "duplicate key": ("task: x\ntask: y\n", "t.yaml:2: invalid YAML: duplicate key 'task'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_each_malformed_file_gets_one_line_naming_file_key_and_line(name: str) -> None:
+    text, expected = MALFORMED[name]
+    with pytest.raises(TaskFileError) as caught:
+        parse_task_file(text, source="t.yaml")
+    message = str(caught.value)
+    assert message.startswith(expected), message
+    assert "\n" not in message
+
+
+def test_many_problems_are_summarised_on_one_line() -> None:
+    text = "task: ''\ntools: 1\nplan: 2\nlimits: 3\nanswer: 1\nextra: 1\n"
+    with pytest.raises(TaskFileError) as caught:
+        parse_task_file(text, source="t.yaml")
+    assert "more)" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_file_level_errors(tmp_path: Path) -> None:
+    with pytest.raises(TaskFileError, match="no such task file"):
+        load_task_file(tmp_path / "missing.yaml")
+    with pytest.raises(TaskFileError, match="is a directory"):
+        load_task_file(tmp_path)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"task: \xff\xfe\n")
+    with pytest.raises(TaskFileError, match="not UTF-8"):
+        load_task_file(binary)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("task: " + "x" * 1_100_000)
+    with pytest.raises(TaskFileError, match="the limit is"):
+        load_task_file(huge)
+
+
+def test_a_good_file_loads_with_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "task.yaml"
+    plan = "plan:\n  - {id: 1, tool: calculate, arguments: {expression: '1+2'}}\n"
+    path.write_text("task: add\ntools: [agentdag.tools.calculator:TOOLS]\n" + plan)
+    task = load_task_file(path)
+    assert task.plan is not None and task.plan[0].arguments == {"expression": "1+2"}
+    assert task.model.provider == "embedded"
+    assert task.limits.timeout_s == 300
+
+
+@given(st.text(max_size=200))
+def test_any_text_loads_or_raises_only_task_file_error(text: str) -> None:
+    try:
+        parse_task_file(text)
+    except TaskFileError as error:
+        message = str(error)
+    else:
+        message = "loaded"
+    assert message
