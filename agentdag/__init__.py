@@ -1,23 +1,65 @@
-"""agentdag: run LLM agents as parallel DAGs of tool calls."""
+"""agentdag: run LLM agents as parallel DAGs of tool calls.
 
-from agentdag.errors import AgentdagError, ModelError, PlanError, TaskFileError, ToolArgumentsError, ToolError
+A planner compiles a task into a DAG of tool calls; the executor runs every call the moment its inputs
+exist. The public API is re-exported here; everything else is internal.
+"""
+
+from agentdag.agent import Agent, RunResult
+from agentdag.errors import (
+    AgentdagError,
+    InvalidReferenceError,
+    ModelError,
+    PlanError,
+    TaskFileError,
+    ToolArgumentsError,
+    ToolError,
+)
+from agentdag.events import NodeError, NodeEvent
+from agentdag.executor import Execution, ExecutionResult, Executor, NodeRecord
 from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings, Usage
-from agentdag.models import FunctionModel, Model, WrapperModel
+from agentdag.models import FunctionModel, Model, ModelConfig, OpenAIModel, WrapperModel, open_model
+from agentdag.plan import Node, Plan, PlanProblem, validate_plan
+from agentdag.taskfile import TaskFile, load_task_file
+from agentdag.toolsets import FunctionTool, ModelTool, Tool, ToolPolicy, ToolRegistry, tool
 
 __all__ = (
+    "Agent",
     "AgentdagError",
     "Completion",
+    "Execution",
+    "ExecutionResult",
+    "Executor",
     "FunctionModel",
+    "FunctionTool",
+    "InvalidReferenceError",
     "Message",
     "Model",
+    "ModelConfig",
     "ModelError",
     "ModelRequest",
     "ModelResponse",
     "ModelSettings",
+    "ModelTool",
+    "Node",
+    "NodeError",
+    "NodeEvent",
+    "NodeRecord",
+    "OpenAIModel",
+    "Plan",
     "PlanError",
+    "PlanProblem",
+    "RunResult",
+    "TaskFile",
     "TaskFileError",
+    "Tool",
     "ToolArgumentsError",
     "ToolError",
+    "ToolPolicy",
+    "ToolRegistry",
     "Usage",
     "WrapperModel",
+    "load_task_file",
+    "open_model",
+    "tool",
+    "validate_plan",
 )
