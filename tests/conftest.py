@@ -22,6 +22,12 @@ def _is_local(address: Any) -> bool:
 
 
 @pytest.fixture(autouse=True)
+def private_server_state(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep tests from finding (or leaving behind) a real `agentdag serve` of the developer's."""
+    monkeypatch.setenv("AGENTDAG_SERVER_STATE", str(tmp_path_factory.mktemp("state") / "server.json"))
+
+
+@pytest.fixture(autouse=True)
 def block_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Refuse every connection that leaves this machine, and point OpenAI clients at nothing."""
     real_connect = socket.socket.connect

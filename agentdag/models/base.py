@@ -23,10 +23,15 @@ class Model(ABC):
     async def request(self, request: ModelRequest) -> ModelResponse:
         """Send one request and return its completions and usage."""
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[str]:
-        """Yield the reply's text in chunks as it is generated (only `settings.n == 1`)."""
+    async def stream(self, request: ModelRequest) -> AsyncIterator[str | ModelResponse]:
+        """Yield the reply's text in chunks as it is generated, then the whole `ModelResponse` last.
+
+        The final response carries the full text, the finish reason and the token usage of the stream.
+        Only `settings.n == 1` can be streamed.
+        """
         response = await self.request(request)
         yield response.text
+        yield response
 
     async def aclose(self) -> None:
         """Release the backend's resources; the default has none."""
@@ -44,7 +49,7 @@ class WrapperModel(Model):
         """Forward the request to the wrapped model."""
         return await self.wrapped.request(request)
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[str]:
+    async def stream(self, request: ModelRequest) -> AsyncIterator[str | ModelResponse]:
         """Forward streaming to the wrapped model."""
         async for chunk in self.wrapped.stream(request):
             yield chunk

@@ -56,8 +56,10 @@ class FunctionModel(Model):
             model=self.name,
         )
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[str]:
-        """Stream the function's reply in chunks of `chunk_size` characters."""
-        text = (await self.request(request)).text
+    async def stream(self, request: ModelRequest) -> AsyncIterator[str | ModelResponse]:
+        """Stream the function's reply in chunks of `chunk_size` characters, then the response."""
+        response = await self.request(request)
+        text = response.text
         for start in range(0, len(text), self.chunk_size):
             yield text[start : start + self.chunk_size]
+        yield response

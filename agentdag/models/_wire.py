@@ -1,0 +1,171 @@
+"""The OpenAI chat-completions wire: request parameters out, replies and errors validated on the way in.
+
+Servers that speak the OpenAI protocol (OpenAI, vLLM, Ollama, llama.cpp's `llama-server`) each add fields of
+their own, so unknown fields are ignored here rather than forbidden; every field agentdag reads is typed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import openai
+from openai.types.chat import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionMessageParam,
+    ChatCompletionSystemMessageParam,
+    ChatCompletionUserMessageParam,
+)
+from openai.types.chat.completion_create_params import ResponseFormat
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from agentdag.errors import ModelError
+from agentdag.messages import FinishReason, Message, ModelSettings
+
+__all__ = [
+    "WireChoice",
+    "WireCompletion",
+    "WireError",
+    "WireUsage",
+    "map_finish_reason",
+    "parse_completion",
+    "response_format",
+    "status_error",
+    "to_message_param",
+]
+
+_CONTEXT_MARKERS = ("exceed_context_size", "context_length_exceeded", "context length", "context size")
+
+
+class _WireModel(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class WireTokenLogprob(_WireModel):
+    """One sampled token's log-probability."""
+
+    logprob: float
+
+
+class WireLogprobs(_WireModel):
+    """The per-token log-probabilities of one choice."""
+
+    content: list[WireTokenLogprob] | None = None
+
+
+class WireMessage(_WireModel):
+    """The assistant message of one choice."""
+
+    content: str | None = None
+
+
+class WireChoice(_WireModel):
+    """One sampled reply."""
+
+    index: int = 0
+    message: WireMessage
+    finish_reason: str | None = None
+    logprobs: WireLogprobs | None = None
+
+
+class WireUsage(_WireModel):
+    """Token counts as the server reports them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class WireCompletion(_WireModel):
+    """A whole non-streamed chat completion."""
+
+    model: str | None = None
+    choices: list[WireChoice]
+    usage: WireUsage | None = None
+
+
+class WireError(ValueError):
+    """The body is not JSON or not a chat completion; `detail` says what is wrong."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+def parse_completion(body: str) -> WireCompletion:
+    """Parse a chat-completion body.
+
+    Raises:
+        WireError: the body is not JSON, or not shaped like a chat completion.
+    """
+    try:
+        data: Any = json.loads(body)
+    except ValueError as error:
+        raise WireError(f"the reply is not JSON ({error}); body starts with {body[:120]!r}") from error
+    try:
+        return WireCompletion.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}" for item in error.errors()[:3]
+        )
+        raise WireError(f"the reply is not a chat completion ({problems})") from error
+
+
+def map_finish_reason(reason: str | None) -> FinishReason:
+    """Map an OpenAI finish reason to agentdag's: cut at max_tokens is "length", a filtered reply "error"."""
+    if reason == "length":
+        return "length"
+    if reason == "content_filter":
+        return "error"
+    return "stop"
+
+
+def status_error(error: openai.APIStatusError, *, backend: str, model: str) -> ModelError:
+    """Turn an HTTP error status into one `ModelError` that says what to do; 429, 5xx etc. are retryable."""
+    status = error.status_code
+    body = error.body if isinstance(error.body, dict) else {}
+    detail = str(body.get("message") or error.message)
+    kind = f"{body.get('type', '')} {body.get('code', '')} {detail}".lower()
+    if status in (400, 413) and any(marker in kind for marker in _CONTEXT_MARKERS):
+        sizes = ""
+        if "n_prompt_tokens" in body and "n_ctx" in body:
+            sizes = f" ({body['n_prompt_tokens']} prompt tokens, context {body['n_ctx']})"
+        return ModelError(
+            f"the prompt does not fit the model's context window{sizes}: shorten the input, lower max_tokens, "
+            f"or give the server a larger context (embedded: model.ctx_per_slot). Server said: {detail}",
+            backend=backend,
+        )
+    if status in (401, 403):
+        return ModelError(
+            f"refused the API key (HTTP {status}: {detail}); set model.api_key, AGENTDAG_API_KEY or OPENAI_API_KEY",
+            backend=backend,
+        )
+    if status == 404:
+        return ModelError(
+            f"has no such route or model (HTTP 404: {detail}); check that base_url is the API root (usually "
+            f"ending in /v1) and that it serves model {model!r}",
+            backend=backend,
+        )
+    if status == 429:
+        return ModelError(f"is rate limiting requests (HTTP 429: {detail})", backend=backend, retryable=True)
+    if status >= 500 or status in (408, 409):
+        return ModelError(f"failed with HTTP {status}: {detail}", backend=backend, retryable=True)
+    return ModelError(f"rejected the request (HTTP {status}): {detail}", backend=backend)
+
+
+def to_message_param(message: Message) -> ChatCompletionMessageParam:
+    """One agentdag message as the SDK's typed message parameter."""
+    if message.role == "system":
+        return ChatCompletionSystemMessageParam(role="system", content=message.content)
+    if message.role == "assistant":
+        return ChatCompletionAssistantMessageParam(role="assistant", content=message.content)
+    return ChatCompletionUserMessageParam(role="user", content=message.content)
+
+
+def response_format(settings: ModelSettings) -> ResponseFormat | None:
+    """The `response_format` that constrains output to `settings.json_schema`, if any."""
+    if settings.json_schema is None:
+        return None
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": settings.json_schema, "strict": True},
+    }

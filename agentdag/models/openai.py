@@ -1,0 +1,381 @@
+"""`OpenAIModel`: a client for any server that speaks the OpenAI chat-completions protocol.
+
+vLLM, Ollama, llama.cpp's `llama-server`, the embedded server and hosted APIs all speak it. Where a server
+lacks a capability the client emulates it (fewer than `n` choices: the rest are drawn as concurrent
+requests) or says so with a `ModelError` (no logprobs, output that ignores the JSON schema); it never drops a
+setting silently. Every failure becomes one `ModelError` naming the server and what to do about it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx2
+import jsonschema
+import openai
+from openai.types.chat import (
+    ChatCompletionChunk,
+)
+
+from agentdag.errors import ModelError
+from agentdag.messages import Completion, ModelRequest, ModelResponse, Usage
+from agentdag.models._wire import (
+    WireCompletion,
+    WireError,
+    map_finish_reason,
+    parse_completion,
+    response_format,
+    status_error,
+    to_message_param,
+)
+from agentdag.models.base import Model
+from agentdag.models.function import count_tokens
+
+__all__ = ["OpenAIModel"]
+
+_MAX_BACKOFF_S = 8.0
+_MAX_RETRY_AFTER_S = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Draw:
+    """The completions and token counts of one HTTP request."""
+
+    completions: tuple[Completion, ...]
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class OpenAIModel(Model):
+    """A model served over the OpenAI chat-completions protocol.
+
+    Args:
+        base_url: the API root, usually ending in `/v1` (e.g. `http://127.0.0.1:8000/v1`).
+        model: the model name the server knows.
+        api_key: sent as a bearer token; local servers usually need none.
+        timeout_s: the deadline of one HTTP attempt (for streams: of the wait for each chunk).
+        max_retries: how often a transient failure (connect error, timeout, 429, 5xx) is retried.
+        retry_backoff_s: the first retry's delay; each further retry doubles it (capped, with jitter).
+        extra_body: extra JSON fields for every request, for server-specific options (e.g. `ignore_eos`).
+        transport: the HTTP transport, e.g. an `httpx2.MockTransport` in tests.
+        backend: how errors name this server; defaults to "openai-compatible server at <base_url>".
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        max_retries: int = 2,
+        retry_backoff_s: float = 0.5,
+        extra_body: Mapping[str, object] | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        backend: str | None = None,
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        if max_retries < 0:
+            raise ValueError("max_retries must not be negative")
+        self.name = model
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.retry_backoff_s = retry_backoff_s
+        self.backend = backend or f"openai-compatible server at {self.base_url}"
+        self._extra_body = dict(extra_body) if extra_body else None
+        timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 10.0))
+        # agentdag retries itself (so it can name every failure), hence max_retries=0 in the SDK.
+        self._client = openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=api_key or "not-needed",
+            timeout=timeout,
+            max_retries=0,
+            http_client=httpx2.AsyncClient(transport=transport, timeout=timeout),
+        )
+        self._native_n = True
+        self._usage = Usage()
+
+    @property
+    def usage(self) -> Usage:
+        """Token usage and latency summed over every call this model has made, streams included."""
+        return self._usage
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.close()
+
+    async def list_served_models(self) -> list[str]:
+        """The names of the models the server serves (`GET /models`).
+
+        Raises:
+            ModelError: the server cannot be reached or does not list models.
+        """
+        try:
+            with anyio.fail_after(self.timeout_s):
+                page = await self._client.models.list()
+        except Exception as error:
+            raise self._to_model_error(error) from error
+        return [entry.id for entry in page.data]
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        """Draw `settings.n` completions; see the class docstring for how missing capabilities are handled.
+
+        Raises:
+            ModelError: the server failed, timed out, overflowed its context or returned a malformed reply.
+        """
+        settings = request.settings
+        if settings.n < 1:
+            raise ModelError(f"settings.n must be at least 1, got {settings.n}", backend=self.backend)
+        started = time.perf_counter()
+        first = await self._retrying(request, n=settings.n if self._native_n else 1, seed=settings.seed)
+        draws = [first]
+        missing = settings.n - len(first.completions)
+        if missing > 0:
+            if settings.n > 1 and self._native_n:
+                self._native_n = False  # the server ignores `n`; ask for one sample per request from now on
+            draws += await self._draw_concurrently(request, missing, first_index=len(first.completions))
+        completions = tuple(completion for draw in draws for completion in draw.completions)[: settings.n]
+        usage = Usage(
+            calls=len(draws),
+            prompt_tokens=sum(draw.prompt_tokens for draw in draws),
+            completion_tokens=sum(draw.completion_tokens for draw in draws),
+            latency_s=time.perf_counter() - started,
+        )
+        self._usage += usage
+        return ModelResponse(completions=completions, usage=usage, model=self.name)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[str | ModelResponse]:
+        """Yield the reply's text as the server generates it, then the whole `ModelResponse`.
+
+        One sample, no logprobs. A JSON schema constrains the stream too; the final text is checked against it.
+
+        Raises:
+            ModelError: as for `request`, or when `n > 1` or `logprobs` were asked of a stream.
+        """
+        settings = request.settings
+        if settings.n != 1:
+            raise ModelError(f"a stream draws one sample, but settings.n is {settings.n}", backend=self.backend)
+        if settings.logprobs:
+            raise ModelError("logprobs are not available when streaming; use request()", backend=self.backend)
+        started = time.perf_counter()
+        chunks = await self._open_stream(request)
+        parts: list[str] = []
+        finish_reason: str | None = None
+        usage: tuple[int, int] | None = None
+        async with chunks:
+            iterator = chunks.__aiter__()
+            while True:
+                try:
+                    with anyio.fail_after(self.timeout_s):
+                        chunk = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                except Exception as error:
+                    raise self._to_model_error(error) from error
+                if chunk.usage is not None:
+                    usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                for choice in chunk.choices or ():
+                    finish_reason = choice.finish_reason or finish_reason
+                    text = choice.delta.content if choice.delta is not None else None
+                    if text:
+                        parts.append(text)
+                        yield text
+        completion = Completion(text="".join(parts), finish_reason=map_finish_reason(finish_reason))
+        if settings.json_schema is not None and completion.finish_reason == "stop":
+            self._check_schema(completion.text, settings.json_schema)
+        if usage is None:  # the server ignored include_usage: estimate, so budgets still count
+            usage = (sum(count_tokens(m.content) for m in request.messages), count_tokens(completion.text))
+        stream_usage = Usage(
+            calls=1,
+            prompt_tokens=usage[0],
+            completion_tokens=usage[1],
+            latency_s=time.perf_counter() - started,
+        )
+        self._usage += stream_usage
+        yield ModelResponse(completions=(completion,), usage=stream_usage, model=self.name)
+
+    async def _open_stream(self, request: ModelRequest) -> openai.AsyncStream[ChatCompletionChunk]:
+        attempt = 0
+        while True:
+            try:
+                with anyio.fail_after(self.timeout_s):
+                    chunks: openai.AsyncStream[ChatCompletionChunk] = await self._client.chat.completions.create(
+                        **self._common_arguments(request, n=1, seed=request.settings.seed),
+                        stream=True,
+                        stream_options={"include_usage": True},
+                    )
+                    return chunks
+            except Exception as error:
+                model_error = self._to_model_error(error)
+                if not model_error.retryable or attempt >= self.max_retries:
+                    raise model_error from error
+                await anyio.sleep(self._backoff_s(attempt, error))
+                attempt += 1
+
+    async def _retrying(self, request: ModelRequest, *, n: int, seed: int | None) -> _Draw:
+        attempt = 0
+        while True:
+            try:
+                with anyio.fail_after(self.timeout_s):
+                    return await self._draw(request, n=n, seed=seed)
+            except Exception as error:
+                model_error = self._to_model_error(error)
+                cause = error.__cause__ if model_error is error else error
+                if not model_error.retryable or attempt >= self.max_retries:
+                    if attempt:
+                        reason = str(model_error).removeprefix(f"{self.backend}: ")
+                        model_error = ModelError(
+                            f"{reason} (gave up after {attempt + 1} attempts)", backend=self.backend, retryable=True
+                        )
+                    if model_error is error:
+                        raise
+                    raise model_error from cause
+                await anyio.sleep(self._backoff_s(attempt, cause))
+            attempt += 1
+
+    async def _draw(self, request: ModelRequest, *, n: int, seed: int | None) -> _Draw:
+        raw = await self._client.chat.completions.with_raw_response.create(
+            **self._common_arguments(request, n=n, seed=seed)
+        )
+        try:
+            wire = parse_completion(raw.http_response.text)
+        except WireError as error:
+            raise ModelError(
+                f"returned a malformed reply: {error.detail}; is base_url an OpenAI-compatible API root "
+                f"(usually ending in /v1)?",
+                backend=self.backend,
+            ) from error
+        return self._to_draw(request, wire)
+
+    def _to_draw(self, request: ModelRequest, wire: WireCompletion) -> _Draw:
+        settings = request.settings
+        if not wire.choices:
+            raise ModelError("returned no choices; the server may be overloaded or misconfigured", backend=self.backend)
+        completions: list[Completion] = []
+        for choice in sorted(wire.choices, key=lambda item: item.index):
+            logprobs: tuple[float, ...] | None = None
+            if settings.logprobs:
+                if choice.logprobs is None or choice.logprobs.content is None:
+                    raise ModelError(
+                        "returned no logprobs although they were requested; this server does not support "
+                        "them: use llama.cpp, vLLM or OpenAI, or set logprobs to false",
+                        backend=self.backend,
+                    )
+                logprobs = tuple(token.logprob for token in choice.logprobs.content)
+            completion = Completion(
+                text=choice.message.content or "",
+                finish_reason=map_finish_reason(choice.finish_reason),
+                logprobs=logprobs,
+            )
+            if settings.json_schema is not None and completion.finish_reason == "stop":
+                self._check_schema(completion.text, settings.json_schema)
+            completions.append(completion)
+        usage = wire.usage
+        text = "".join(completion.text for completion in completions)
+        return _Draw(
+            completions=tuple(completions),
+            # Servers that omit usage get an estimate rather than a zero, so budgets still count.
+            prompt_tokens=usage.prompt_tokens
+            if usage
+            else sum(count_tokens(message.content) for message in request.messages),
+            completion_tokens=usage.completion_tokens if usage else count_tokens(text),
+        )
+
+    def _check_schema(self, text: str, schema: dict[str, Any]) -> None:
+        try:
+            jsonschema.validate(json.loads(text), schema)
+        except (ValueError, jsonschema.ValidationError) as error:
+            summary = error.message if isinstance(error, jsonschema.ValidationError) else str(error)
+            raise ModelError(
+                f"reply does not match the requested JSON schema ({summary}); the server may not support "
+                f"response_format json_schema. Reply starts with {text[:80]!r}",
+                backend=self.backend,
+                retryable=True,
+            ) from error
+
+    async def _draw_concurrently(self, request: ModelRequest, count: int, *, first_index: int) -> list[_Draw]:
+        seed = request.settings.seed
+        results: list[_Draw | None] = [None] * count
+        failures: list[ModelError] = []
+
+        async def draw_one(index: int) -> None:
+            # Distinct seeds, or a seeded request would return `count` copies of the same sample.
+            sample_seed = None if seed is None else seed + first_index + index
+            try:
+                results[index] = await self._retrying(request, n=1, seed=sample_seed)
+            except ModelError as error:
+                failures.append(error)
+                task_group.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as task_group:
+            for index in range(count):
+                task_group.start_soon(draw_one, index)
+        if failures:
+            raise failures[0]
+        return [draw for draw in results if draw is not None]
+
+    def _common_arguments(self, request: ModelRequest, *, n: int, seed: int | None) -> dict[str, Any]:
+        settings = request.settings
+        arguments: dict[str, Any] = {
+            "model": self.name,
+            "messages": [to_message_param(message) for message in request.messages],
+        }
+        if n != 1:
+            arguments["n"] = n
+        optional: dict[str, object | None] = {
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "seed": seed,
+            "max_tokens": settings.max_tokens,
+            "stop": list(settings.stop) or None,
+            "logprobs": True if settings.logprobs else None,
+            "response_format": response_format(settings),
+            "extra_body": self._extra_body,
+        }
+        arguments.update({key: value for key, value in optional.items() if value is not None})
+        return arguments
+
+    def _backoff_s(self, attempt: int, error: BaseException | None) -> float:
+        if isinstance(error, openai.APIStatusError):
+            retry_after: str | None = error.response.headers.get("retry-after")
+            if retry_after:
+                try:
+                    return min(float(retry_after), _MAX_RETRY_AFTER_S)
+                except ValueError:  # an HTTP date; fall back to our own backoff
+                    pass
+        return self._jittered(attempt)
+
+    def _jittered(self, attempt: int) -> float:
+        delay = min(self.retry_backoff_s * 2.0**attempt, _MAX_BACKOFF_S)
+        return delay * random.uniform(0.5, 1.0)  # jitter, not cryptography
+
+    def _to_model_error(self, error: BaseException) -> ModelError:
+        if isinstance(error, ModelError):
+            return error
+        if isinstance(error, TimeoutError | openai.APITimeoutError | httpx2.TimeoutException):
+            return ModelError(
+                f"no reply within {self.timeout_s:g}s; the server may be overloaded or the model too slow: "
+                f"raise model.timeout_s or lower max_tokens",
+                backend=self.backend,
+                retryable=True,
+            )
+        if isinstance(error, openai.APIConnectionError | httpx2.TransportError):
+            cause = error.__cause__ or error
+            return ModelError(
+                f"cannot connect ({type(cause).__name__}: {cause}); is the server running? check model.base_url",
+                backend=self.backend,
+                retryable=True,
+            )
+        if isinstance(error, openai.APIStatusError):
+            return status_error(error, backend=self.backend, model=self.name)
+        if isinstance(error, openai.APIError | ValueError):
+            return ModelError(f"returned a malformed reply ({error})", backend=self.backend)
+        return ModelError(f"failed unexpectedly ({type(error).__name__}: {error})", backend=self.backend)
