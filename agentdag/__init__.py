@@ -4,7 +4,7 @@ A planner compiles a task into a DAG of tool calls; the executor runs every call
 exist. The public API is re-exported here; everything else is internal.
 """
 
-from agentdag.agent import Agent, RunResult
+from agentdag.agent import Agent
 from agentdag.errors import (
     AgentdagError,
     InvalidReferenceError,
@@ -14,11 +14,13 @@ from agentdag.errors import (
     ToolArgumentsError,
     ToolError,
 )
-from agentdag.events import NodeError, NodeEvent
+from agentdag.events import NodeError, NodeEvent, RunEvent
 from agentdag.executor import Execution, ExecutionResult, Executor, NodeRecord
 from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings, Usage
 from agentdag.models import FunctionModel, Model, ModelConfig, OpenAIModel, WrapperModel, open_model
 from agentdag.plan import Node, Plan, PlanProblem, validate_plan
+from agentdag.planning import PlannerConfig
+from agentdag.result import Replan, RunResult
 from agentdag.taskfile import TaskFile, load_task_file
 from agentdag.toolsets import FunctionTool, ModelTool, Tool, ToolPolicy, ToolRegistry, tool
 
@@ -48,6 +50,9 @@ __all__ = (
     "Plan",
     "PlanError",
     "PlanProblem",
+    "PlannerConfig",
+    "Replan",
+    "RunEvent",
     "RunResult",
     "TaskFile",
     "TaskFileError",

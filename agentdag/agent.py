@@ -3,49 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 
-from agentdag.errors import InvalidReferenceError
-from agentdag.events import EventSink
-from agentdag.executor import Executor, NodeRecord
+from agentdag.errors import AgentdagError, InvalidReferenceError
+from agentdag.events import RunEventSink
+from agentdag.executor import Executor
 from agentdag.messages import Usage
+from agentdag.models.base import Model
 from agentdag.plan import Node
+from agentdag.planning import Compiler, PlannerConfig
 from agentdag.references import resolve_references
+from agentdag.result import RunResult, RunStatus
 from agentdag.toolsets.base import JsonValue, Tool
 from agentdag.toolsets.model import ModelTool
 from agentdag.toolsets.registry import ToolRegistry
 
-__all__ = ["Agent", "RunResult", "RunStatus"]
-
-RunStatus = Literal["done", "failed"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunResult:
-    """What a run produced.
-
-    Attributes:
-        status: "done" when an answer was produced, "failed" otherwise (see `error`).
-        answer: the final answer.
-        records: every node's record: tool, resolved arguments, output, timings, status.
-        usage: token usage by role ("planner", "joiner", "tools").
-        error: why the run failed, in one line.
-    """
-
-    status: RunStatus
-    answer: JsonValue
-    records: Mapping[int, NodeRecord]
-    usage: Mapping[str, Usage] = field(default_factory=dict)
-    wall_s: float = 0.0
-    error: str | None = None
-
-    @property
-    def failures(self) -> list[NodeRecord]:
-        """Nodes that failed, were skipped, or were cancelled."""
-        return [record for record in self.records.values() if record.status in ("failed", "skipped", "cancelled")]
+__all__ = ["Agent"]
 
 
 class Agent:
@@ -53,38 +28,74 @@ class Agent:
 
     Args:
         tools: the tools plans may call.
+        model: the model for every role that has no model of its own.
+        planner_model: writes plans (default: `model`).
+        joiner_model: decides to finish or replan (default: `model`).
+        planner: planner, joiner and replanning settings.
         max_concurrency: at most this many tool calls at once.
         tool_concurrency: per-tool caps by name.
         timeout_s: deadline of one tool call attempt for tools that set none.
-        on_event: callbacks that receive every node event.
+        on_event: callbacks that receive every node event and planner/joiner event.
     """
 
     def __init__(
         self,
         *,
         tools: Iterable[Tool],
+        model: Model | None = None,
+        planner_model: Model | None = None,
+        joiner_model: Model | None = None,
+        planner: PlannerConfig | None = None,
         max_concurrency: int | None = None,
         tool_concurrency: Mapping[str, int] | None = None,
         timeout_s: float | None = 300.0,
-        on_event: Sequence[EventSink] = (),
+        on_event: Sequence[RunEventSink] = (),
     ) -> None:
         self.tools = ToolRegistry(tools)
+        self.planner_model = planner_model or model
+        self.joiner_model = joiner_model or model
+        self.planner = planner or PlannerConfig()
+        self.on_event = list(on_event)
         self.executor = Executor(
             self.tools,
             max_concurrency=max_concurrency,
             tool_concurrency=tool_concurrency,
             timeout_s=timeout_s,
-            on_event=on_event,
+            on_event=self.on_event,
         )
 
+    async def run(self, task: str) -> RunResult:
+        """Plan the task, run the plan in parallel, join, and replan as needed.
+
+        Model failures, invalid plans and tool failures do not raise: the result says what happened.
+
+        Raises:
+            AgentdagError: the agent has no model for the planner or the joiner.
+        """
+        if self.planner_model is None or self.joiner_model is None:
+            raise AgentdagError("Agent.run needs a model (pass model=, or planner_model= and joiner_model=)")
+        compiler = Compiler(
+            executor=self.executor,
+            planner_model=self.planner_model,
+            joiner_model=self.joiner_model,
+            config=self.planner,
+            on_event=self.on_event,
+        )
+        return await compiler.run(task)
+
+    def run_sync(self, task: str) -> RunResult:
+        """`run` for code that is not async (starts and closes its own event loop)."""
+        return anyio.run(self.run, task)
+
     async def run_plan(self, plan: Sequence[Node], *, answer: Any = None) -> RunResult:
-        """Run a fixed plan and build the answer from node outputs.
+        """Run a fixed plan, without a planner, and build the answer from node outputs.
 
         Args:
             plan: the nodes; validated first (an invalid plan raises `PlanError` and nothing runs).
             answer: a template over node outputs (references such as `"${3}"`); by default the output
                 of the last node.
         """
+        before = self._tool_usage()
         result = await self.executor.run(plan)
         template = answer if answer is not None else (f"${{{plan[-1].id}}}" if plan else None)
         status: RunStatus = "done"
@@ -94,14 +105,14 @@ class Agent:
             value = resolve_references(template, result.outputs)
         except InvalidReferenceError as problem:
             status, error = "failed", f"no answer: {problem}"
-            failed = [record for record in result.records.values() if record.status == "failed"]
+            failed = result.with_status("failed")
             if failed and failed[0].error is not None:
                 error += f" (node {failed[0].id} failed: {failed[0].error.message})"
         return RunResult(
             status=status,
             answer=value,
             records=result.records,
-            usage={"tools": self._tool_usage()},
+            usage={"tools": self._tool_usage() - before},
             wall_s=result.wall_s,
             error=error,
         )

@@ -6,6 +6,7 @@ Exit codes: 0 the task is done, 1 the task failed, 2 bad input (task file, plan,
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,13 +18,14 @@ import anyio
 from rich.console import Console
 from rich.table import Table
 
-from agentdag.agent import Agent, RunResult
+from agentdag.agent import Agent
 from agentdag.errors import AgentdagError, ModelError, PlanError, TaskFileError
 from agentdag.messages import Usage
 from agentdag.models.config import ModelConfig, open_model
 from agentdag.models.embedded import serve_forever
 from agentdag.models.function import FunctionModel
 from agentdag.plan import Node, dependencies_of, validate_plan
+from agentdag.result import RunResult
 from agentdag.taskfile import MODEL_TOOL, TaskFile, load_task_file, load_task_tools
 from agentdag.toolsets.base import Tool
 from agentdag.toolsets.registry import ToolRegistry
@@ -235,19 +237,27 @@ async def _serve_command(arguments: argparse.Namespace) -> int:
 
 
 async def _bench_executor_command(arguments: argparse.Namespace) -> int:
-    from agentdag.benchmarks.executor import run_executor_bench
-
+    run_executor_bench = _load_bench("executor", "run_executor_bench")
     figures = await run_executor_bench(nodes=arguments.nodes, noop_nodes=arguments.noop_nodes, seed=arguments.seed)
     _print_figures(figures, json_output=arguments.json, title="executor benchmark")
     return EXIT_DONE
 
 
 async def _bench_backend_command(arguments: argparse.Namespace) -> int:
-    from agentdag.benchmarks.backend import run_backend_bench
-
+    run_backend_bench = _load_bench("backend", "run_backend_bench")
     figures = await run_backend_bench(max_tokens=arguments.max_tokens, concurrency=arguments.concurrency)
     _print_figures(figures, json_output=arguments.json, title="backend benchmark")
     return EXIT_DONE
+
+
+def _load_bench(module: str, function: str) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """Import a benchmark harness from `benchmarks/` (installed as `agentdag.benchmarks`) by name.
+
+    Imported on demand: the harnesses live outside the core package's import graph.
+    """
+    loaded = importlib.import_module(f"agentdag.benchmarks.{module}")
+    runner: Callable[..., Awaitable[dict[str, Any]]] = getattr(loaded, function)
+    return runner
 
 
 def _print_figures(figures: dict[str, Any], *, json_output: bool, title: str) -> None:

@@ -6,7 +6,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["EventSink", "NodeError", "NodeErrorKind", "NodeEvent", "NodeEventKind"]
+__all__ = [
+    "Event",
+    "EventSink",
+    "NodeError",
+    "NodeErrorKind",
+    "NodeEvent",
+    "NodeEventKind",
+    "RunEvent",
+    "RunEventKind",
+    "RunEventSink",
+]
 
 NodeErrorKind = Literal[
     "tool_error",
@@ -57,3 +67,39 @@ class NodeEvent:
 
 EventSink = Callable[[NodeEvent], None]
 """A callback that receives every event; it must return quickly and must not raise."""
+
+
+RunEventKind = Literal[
+    "planning",
+    "planned",
+    "plan_invalid",
+    "fallback",
+    "joining",
+    "replanning",
+    "finished",
+    "stopped",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """A step of the planner/joiner loop.
+
+    Attributes:
+        kind: "planning" (a planner call starts), "planned" (its plan is in), "plan_invalid" (problems
+            were sent back for repair), "fallback", "joining", "replanning", "finished", "stopped" (a
+            budget or limit ended the run).
+        time: seconds since the run started.
+        round: 0 for the first plan, then one more per replan.
+        detail: one line for people.
+    """
+
+    kind: RunEventKind
+    time: float
+    round: int = 0
+    detail: str = ""
+
+
+Event = NodeEvent | RunEvent
+RunEventSink = Callable[[Event], None]
+"""A callback for both node events and planner/joiner events."""

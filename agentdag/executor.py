@@ -165,14 +165,18 @@ class Executor:
 
 
 class Execution:
-    """One open execution; created by `Executor.open`. Use it from the event loop's thread only."""
+    """One open execution; created by `Executor.open`. Use it from the event loop's thread only.
+
+    Attributes:
+        opened: `time.perf_counter()` when the execution opened; record times are relative to it.
+    """
 
     def __init__(self, executor: Executor, task_group: TaskGroup) -> None:
         self.executor = executor
         self.accepting = True
         self._task_group = task_group
         self._records: dict[int, NodeRecord] = {}
-        self._opened = time.perf_counter()
+        self.opened = time.perf_counter()
         self._unfinished = 0
         self._idle = anyio.Event()
         self._idle.set()
@@ -188,7 +192,7 @@ class Execution:
 
     def now(self) -> float:
         """Seconds since the execution opened."""
-        return time.perf_counter() - self._opened
+        return time.perf_counter() - self.opened
 
     def add(self, node: Node, *, check: bool = True) -> NodeRecord:
         """Add a node; it starts at once if its dependencies have all finished.

@@ -68,6 +68,7 @@ class Plan(BaseModel):
 
 
 ProblemKind = Literal[
+    "malformed",
     "duplicate_id",
     "unknown_tool",
     "invalid_arguments",

@@ -192,3 +192,33 @@ def _resolve_string(text: str, outputs: Mapping[int, Any]) -> Any:
         position = match.end()
     pieces.append(text[position:])
     return "".join(pieces)
+
+
+def rename_references(value: Any, renames: Mapping[int, int]) -> Any:
+    """Return `value` with references to the nodes in `renames` pointed at their new ids.
+
+    Used when a replanned node repeats a finished one: the repeat is not run, and later nodes read the
+    finished node's output instead.
+    """
+    if not renames:
+        return value
+    if isinstance(value, str):
+        if "$" not in value:
+            return value
+
+        def rename(match: re.Match[str]) -> str:
+            braced, path, bare = match.group(1), match.group(2), match.group(3)
+            if braced is not None and int(braced) in renames:
+                return f"${{{renames[int(braced)]}{path}}}"
+            if bare is not None and int(bare) in renames:
+                return f"${renames[int(bare)]}"
+            return match.group(0)
+
+        return _STRING_REFERENCE.sub(rename, value)
+    if isinstance(value, Mapping):
+        if REF_KEY in value and isinstance(value[REF_KEY], int) and value[REF_KEY] in renames:
+            return {**value, REF_KEY: renames[value[REF_KEY]]}
+        return {key: rename_references(item, renames) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [rename_references(item, renames) for item in value]
+    return value

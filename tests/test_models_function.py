@@ -33,8 +33,10 @@ async def test_async_functions_and_full_responses_are_supported() -> None:
 @pytest.mark.asyncio
 async def test_streaming_yields_chunks_that_join_to_the_reply() -> None:
     model = FunctionModel(lambda _: "abcdefghij", chunk_size=3)
-    chunks = [chunk async for chunk in model.stream(request("x"))]
-    assert chunks == ["abc", "def", "ghi", "j"]
+    items = [item async for item in model.stream(request("x"))]
+    assert items[:-1] == ["abc", "def", "ghi", "j"]
+    assert isinstance(items[-1], ModelResponse)
+    assert items[-1].text == "abcdefghij"
 
 
 def test_usage_adds_up() -> None:

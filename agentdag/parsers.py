@@ -1,0 +1,264 @@
+"""Incremental parsers for the two plan formats, fed with the planner's text as it streams.
+
+Each parser yields every node the moment its text is complete, so the executor can start it while the
+planner is still writing. Whatever cannot be parsed becomes a `PlanProblem`, never an exception: the
+problems go back to the model in a repair request.
+
+* JSON: `{"thought": "...", "nodes": [{"id": 1, "tool": "search", "arguments": {...}}, ...]}`.
+* LLMCompiler's numbered text: `1. search("x")`, `2. search("y", ["$1"])`, `3. join()<END_OF_PLAN>`,
+  with optional `Thought: ...` lines before an action.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+
+from agentdag.plan import Node, PlanProblem
+from agentdag.toolsets.base import Tool
+
+__all__ = ["END_OF_PLAN", "JsonPlanParser", "LLMCompilerPlanParser", "PlanParser"]
+
+END_OF_PLAN = "<END_OF_PLAN>"
+_ACTION = re.compile(r"^\s*(\d+)\s*[.)]\s*([A-Za-z_][\w.-]*)\s*\((.*)\)\s*(?:<END_OF_PLAN>)?\s*$")
+_ACTION_START = re.compile(r"^\s*(\d+)\s*[.)]\s*")
+_THOUGHT = re.compile(r"^\s*Thought\s*:\s*(.*)$", re.IGNORECASE)
+_JOIN = "join"
+
+
+@dataclass(slots=True)
+class PlanParser:
+    """Common state: the problems found so far and whether the plan said it was complete."""
+
+    problems: list[PlanProblem] = field(default_factory=list)
+    complete: bool = False
+    thought: str | None = None
+
+    def feed(self, chunk: str) -> list[Node]:
+        """Consume more text; return the nodes completed by it."""
+        raise NotImplementedError
+
+    def finish(self) -> list[Node]:
+        """Consume the end of the text; return the last nodes and record truncation problems."""
+        raise NotImplementedError
+
+
+def _node_from_mapping(raw: object, position: int) -> Node | PlanProblem:
+    if not isinstance(raw, Mapping):
+        return PlanProblem(position, "malformed", f"plan entry {position} is not an object")
+    data = dict(raw)
+    node_id = data.get("id", position)
+    depends_on = data.get("depends_on")
+    if isinstance(depends_on, list):
+        data["depends_on"] = [_strip_dollar(item) for item in depends_on]
+    if isinstance(data.get("arguments"), str):  # some models encode arguments as a JSON string
+        with contextlib.suppress(json.JSONDecodeError):
+            data["arguments"] = json.loads(data["arguments"])
+    try:
+        return Node.model_validate(data)
+    except pydantic.ValidationError as error:
+        reasons = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or 'node'}: {item['msg']}"
+            for item in error.errors(include_url=False)
+        )
+        label = node_id if isinstance(node_id, int) and not isinstance(node_id, bool) else position
+        return PlanProblem(label, "malformed", f"cannot read this node: {reasons}")
+
+
+def _strip_dollar(item: object) -> object:
+    if isinstance(item, str):
+        stripped = item.strip().lstrip("$").strip("{}")
+        if stripped.isdigit():
+            return int(stripped)
+    return item
+
+
+class JsonPlanParser(PlanParser):
+    """Parses `{"nodes": [...]}` incrementally: a node is emitted when its closing brace arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._text: list[str] = []
+        self._length = 0
+        self._depth = 0
+        self._in_string = False
+        self._escaped = False
+        self._node_start: int | None = None
+        self._count = 0
+        self._started = False
+
+    def feed(self, chunk: str) -> list[Node]:
+        """Scan the chunk; every node object that closes inside the `nodes` array is parsed and returned."""
+        nodes: list[Node] = []
+        base = self._length
+        self._text.append(chunk)
+        self._length += len(chunk)
+        buffer: str | None = None
+        for offset, char in enumerate(chunk):
+            if self._in_string:
+                if self._escaped:
+                    self._escaped = False
+                elif char == "\\":
+                    self._escaped = True
+                elif char == '"':
+                    self._in_string = False
+                continue
+            if char == '"':
+                self._in_string = True
+            elif char in "{[":
+                self._started = True
+                self._depth += 1
+                if char == "{" and self._depth == 3:
+                    self._node_start = base + offset
+            elif char in "}]":
+                if char == "}" and self._depth == 3 and self._node_start is not None:
+                    buffer = buffer if buffer is not None else "".join(self._text)
+                    parsed = self._parse_node(buffer[self._node_start : base + offset + 1])
+                    if parsed is not None:
+                        nodes.append(parsed)
+                    self._node_start = None
+                self._depth -= 1
+                if self._depth == 0 and self._started:
+                    self.complete = True
+        return nodes
+
+    def _parse_node(self, text: str) -> Node | None:
+        self._count += 1
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as error:
+            self.problems.append(
+                PlanProblem(self._count, "malformed", f"plan entry {self._count} is not JSON: {error}")
+            )
+            return None
+        result = _node_from_mapping(raw, self._count)
+        if isinstance(result, PlanProblem):
+            self.problems.append(result)
+            return None
+        return result
+
+    def finish(self) -> list[Node]:
+        """Check the whole document: it must be one JSON object with a `nodes` list."""
+        text = "".join(self._text).strip()
+        start = text.find("{")
+        if start < 0:
+            self.problems.append(PlanProblem(0, "malformed", "the reply holds no JSON object"))
+            return []
+        try:
+            document, _ = json.JSONDecoder().raw_decode(text[start:])
+        except json.JSONDecodeError as error:
+            reason = "it was cut off (truncated)" if not self.complete else f"invalid JSON ({error.msg})"
+            self.problems.append(PlanProblem(0, "malformed", f"the plan is not complete JSON: {reason}"))
+            return []
+        if not isinstance(document, dict) or not isinstance(document.get("nodes"), list):
+            self.problems.append(PlanProblem(0, "malformed", 'the plan must be an object with a "nodes" list'))
+            return []
+        thought = document.get("thought")
+        self.thought = thought if isinstance(thought, str) else None
+        self.complete = True
+        return []
+
+
+class LLMCompilerPlanParser(PlanParser):
+    """Parses LLMCompiler's numbered plan line by line; `join()` or `<END_OF_PLAN>` ends it.
+
+    Positional arguments map onto the tool's schema properties in order. A surplus last argument that is
+    a list of `$N` references (LLMCompiler's context list) only adds dependencies.
+    """
+
+    def __init__(self, tools: Mapping[str, Tool]) -> None:
+        super().__init__()
+        self._tools = tools
+        self._line = ""
+        self._thought: str | None = None
+
+    def feed(self, chunk: str) -> list[Node]:
+        """Consume text; each complete line that holds an action becomes a node."""
+        nodes: list[Node] = []
+        self._line += chunk
+        while "\n" in self._line and not self.complete:
+            line, self._line = self._line.split("\n", 1)
+            nodes.extend(self._parse_line(line))
+        return nodes
+
+    def finish(self) -> list[Node]:
+        """Parse the last line (the reply may end without a newline)."""
+        nodes: list[Node] = []
+        if not self.complete and self._line.strip():
+            nodes.extend(self._parse_line(self._line))
+        self._line = ""
+        return nodes
+
+    def _parse_line(self, line: str) -> list[Node]:
+        if END_OF_PLAN in line and not _ACTION_START.match(line):
+            self.complete = True
+            return []
+        thought_line = _THOUGHT.match(line)
+        if thought_line:
+            self._thought = thought_line.group(1).strip() or None
+            return []
+        match = _ACTION.match(line)
+        if match is None:
+            start = _ACTION_START.match(line)
+            if start is not None:
+                node_id = int(start.group(1))
+                self.problems.append(PlanProblem(node_id, "malformed", f"cannot read action {line.strip()!r}"))
+            return []
+        node_id, name, raw_arguments = int(match.group(1)), match.group(2), match.group(3)
+        if END_OF_PLAN in line:
+            self.complete = True
+        if name == _JOIN:
+            self.complete = True
+            return []
+        thought, self._thought = self._thought, None
+        arguments = self._arguments(node_id, name, raw_arguments)
+        if arguments is None:
+            return []
+        context = arguments.pop("__context__", None)
+        depends_on = sorted({item for item in map(_strip_dollar, context or []) if isinstance(item, int)})
+        result = _node_from_mapping(
+            {"id": node_id, "tool": name, "arguments": arguments, "depends_on": depends_on, "thought": thought},
+            node_id,
+        )
+        if isinstance(result, PlanProblem):
+            self.problems.append(result)
+            return []
+        return [result]
+
+    def _arguments(self, node_id: int, name: str, text: str) -> dict[str, Any] | None:
+        try:
+            call = ast.parse(f"f({text})", mode="eval").body
+            assert isinstance(call, ast.Call)
+            positional = [ast.literal_eval(argument) for argument in call.args]
+            keywords = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords if keyword.arg}
+        except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
+            self.problems.append(
+                PlanProblem(node_id, "malformed", f"cannot read the arguments of {name}({text}); use Python literals")
+            )
+            return None
+        tool = self._tools.get(name)
+        names = list(tool.input_schema.get("properties", {})) if tool is not None else []
+        arguments: dict[str, Any] = {}
+        for index, value in enumerate(positional):
+            if index < len(names) and names[index] not in keywords:
+                arguments[names[index]] = value
+            elif index == len(positional) - 1 and _is_reference_list(value):
+                arguments["__context__"] = value
+            else:
+                self.problems.append(
+                    PlanProblem(node_id, "invalid_arguments", f"{name} takes {len(names)} argument(s): {names}")
+                )
+                return None
+        arguments.update(keywords)
+        return arguments
+
+
+def _is_reference_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) and item.strip().startswith("$") for item in value)

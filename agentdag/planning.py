@@ -1,0 +1,491 @@
+"""The compiler loop: plan (streamed into the executor), join, and replan.
+
+One `Execution` stays open for the whole run, so node ids are global across rounds, finished nodes are
+never run again, and a replanned node can reference any earlier output.
+
+* **Streaming dispatch.** The planner's reply is parsed as it streams; each complete, valid node goes to
+  the executor at once.
+* **Validate and repair.** Invalid nodes are held back and the exact problem list goes back to the model,
+  up to `max_repairs` times. Then the fallback: run the valid part (`partial`), or answer without tools
+  (`direct`). The result's `notes` say what happened.
+* **Join and replan.** After the graph finishes, the joiner returns `finish` with the answer or `replan`
+  with a reason. Replanning stops at `max_replans`, at the token budget and at the time budget.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentdag.errors import ModelError
+from agentdag.events import RunEvent, RunEventKind, RunEventSink
+from agentdag.executor import Execution, Executor, NodeRecord
+from agentdag.messages import Message, ModelRequest, ModelResponse, ModelSettings, Usage
+from agentdag.models.base import Model
+from agentdag.parsers import END_OF_PLAN, JsonPlanParser, LLMCompilerPlanParser, PlanParser
+from agentdag.plan import Node, PlanProblem, check_node
+from agentdag.references import rename_references
+from agentdag.result import Replan, RunResult, RunStatus
+from agentdag.templates import PlannerTemplate, fill, load_template
+from agentdag.toolsets.base import Tool
+from agentdag.toolsets.model import ModelTool
+
+__all__ = ["JOINER_SCHEMA", "Compiler", "Decision", "PlannerConfig", "create_plan_schema"]
+
+
+class PlannerConfig(BaseModel):
+    """How the planner, the joiner and replanning behave (`planner:` in task.yaml).
+
+    Attributes:
+        style: plan format: "json" (constrained decoding; the default, which small models can follow)
+            or "llmcompiler" (numbered text).
+        template: a template shipped in `planners/` by name, or a path to a YAML file; default: `style`.
+        max_repairs: how many times an invalid plan goes back to the model with its problems.
+        max_replans: how many times the joiner may ask for a new plan.
+        fallback: after the last repair, "partial" runs the valid nodes; "direct" answers without tools
+            when no node was valid.
+        max_tokens: the longest planner reply, in tokens.
+        temperature: sampling temperature of planner and joiner calls.
+        observation_chars: tool outputs shown to the joiner and to replans are cut to this many characters.
+        max_total_tokens: token budget of the run (planner, joiner and model tools); no replan past it.
+        max_seconds: time budget of the run; when it runs out, running nodes are cancelled.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    style: Literal["json", "llmcompiler"] = "json"
+    template: str | None = None
+    max_repairs: int = Field(default=2, ge=0, le=10)
+    max_replans: int = Field(default=2, ge=0, le=20)
+    fallback: Literal["partial", "direct"] = "partial"
+    max_tokens: int = Field(default=1024, ge=16)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    observation_chars: int = Field(default=1500, ge=100)
+    max_total_tokens: int | None = Field(default=None, ge=1)
+    max_seconds: float | None = Field(default=None, gt=0)
+
+
+JOINER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "thought": {"type": "string"},
+        "answer": {"type": "string"},
+        "action": {"type": "string", "enum": ["finish", "replan"]},
+        "reason": {"type": "string"},
+    },
+    "required": ["thought", "answer", "action", "reason"],
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The joiner's verdict: finish with `answer`, or replan because of `reason`."""
+
+    action: Literal["finish", "replan"]
+    answer: str
+    reason: str = ""
+
+
+_REFERENCE_ALTERNATIVES: list[dict[str, Any]] = [
+    {"type": "string", "pattern": "^\\$\\{?[0-9]+[^ ]*$"},
+    {
+        "type": "object",
+        "properties": {"$ref": {"type": "integer"}, "path": {"type": "string"}},
+        "required": ["$ref"],
+        "additionalProperties": False,
+    },
+]
+
+
+def create_plan_schema(tools: Sequence[Tool]) -> dict[str, Any]:
+    """The JSON schema that constrains a JSON plan: one node variant per tool, references allowed."""
+    variants = [
+        {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "tool": {"const": tool.name},
+                "arguments": _loosen(tool.input_schema),
+                "depends_on": {"type": "array", "items": {"type": "integer"}},
+            },
+            "required": ["id", "tool", "arguments", "depends_on"],
+            "additionalProperties": False,
+        }
+        for tool in tools
+    ]
+    return {
+        "type": "object",
+        "properties": {"thought": {"type": "string"}, "nodes": {"type": "array", "items": {"anyOf": variants}}},
+        "required": ["thought", "nodes"],
+        "additionalProperties": False,
+    }
+
+
+def _loosen(schema: dict[str, Any]) -> dict[str, Any]:
+    """Let each top-level argument be a reference as well as a literal of its own type."""
+    if "$defs" in schema or schema.get("type") != "object":
+        return {"type": "object"}
+    properties = {
+        name: {"anyOf": [_without_title(item), *_REFERENCE_ALTERNATIVES]}
+        for name, item in schema.get("properties", {}).items()
+    }
+    loosened: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if schema.get("required"):
+        loosened["required"] = list(schema["required"])
+    return loosened
+
+
+def _without_title(schema: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in schema.items() if key != "title"}
+
+
+class Compiler:
+    """Runs one task through plan → execute → join → replan. Create one per run.
+
+    Args:
+        executor: runs the nodes; its tools are the ones the planner may use.
+        planner_model: writes plans.
+        joiner_model: decides to finish or replan.
+        config: planner settings.
+        on_event: callbacks for node events and planner/joiner events.
+    """
+
+    def __init__(
+        self,
+        *,
+        executor: Executor,
+        planner_model: Model,
+        joiner_model: Model,
+        config: PlannerConfig,
+        on_event: Sequence[RunEventSink] = (),
+    ) -> None:
+        self.executor = executor
+        self.tools = executor.tools
+        self.planner_model = planner_model
+        self.joiner_model = joiner_model
+        self.config = config
+        self.template: PlannerTemplate = load_template(config.template or config.style)
+        self.on_event = list(on_event)
+        self.usage: dict[str, Usage] = {"planner": Usage(), "joiner": Usage()}
+        self.notes: list[str] = []
+        self.replans: list[Replan] = []
+        self._aliases: dict[int, int] = {}
+        self._started = 0.0
+        self._tool_usage_before = self._tool_usage()
+
+    async def run(self, task: str) -> RunResult:
+        """Plan, execute, join and replan until the joiner finishes or a limit stops the run."""
+        self._started = time.perf_counter()
+        status: RunStatus = "failed"
+        answer: Any = None
+        error: str | None = None
+        async with self.executor.open() as execution:
+            deadline = math.inf if self.config.max_seconds is None else self.config.max_seconds
+            with anyio.move_on_after(deadline) as budget:
+                try:
+                    answer, error = await self._loop(execution, task)
+                    status = "done" if error is None else "failed"
+                except ModelError as failure:
+                    error = f"model call failed: {failure}"
+            if budget.cancelled_caught:
+                error = f"time budget of {self.config.max_seconds:g} s ran out"
+                self._emit("stopped", detail=error)
+            execution.cancel_all(error or "the run is over")
+        return RunResult(
+            status=status,
+            answer=answer,
+            records=execution.records,
+            usage={**self.usage, "tools": self._tool_usage() - self._tool_usage_before},
+            wall_s=time.perf_counter() - self._started,
+            error=error,
+            replans=tuple(self.replans),
+            notes=tuple(self.notes),
+            first_dispatch_s=_first_dispatch(execution.records.values(), self._started, execution),
+        )
+
+    async def _loop(self, execution: Execution, task: str) -> tuple[Any, str | None]:
+        round_index = 0
+        added = await self._plan(execution, task, round_index=round_index)
+        if not added and not execution.records and self.config.fallback == "direct":
+            return await self._answer_directly(task), None
+        while True:
+            await execution.wait()
+            decision = await self._join(task, execution, round_index)
+            if decision.action == "finish":
+                self._emit("finished", round_index, decision.answer[:80])
+                return decision.answer, None
+            stop = self._replan_limit()
+            if stop is not None:
+                self.notes.append(f"stopped replanning: {stop}; answered with the joiner's best answer")
+                self._emit("stopped", round_index, stop)
+                return decision.answer, None
+            round_index += 1
+            self._emit("replanning", round_index, decision.reason)
+            added = await self._plan(execution, task, round_index=round_index, reason=decision.reason)
+            self.replans.append(Replan(round=round_index, reason=decision.reason, nodes_added=added))
+            if added == 0:
+                self.notes.append(f"replan {round_index} added no nodes; answered with the joiner's best answer")
+                return decision.answer, None
+
+    def _replan_limit(self) -> str | None:
+        if len(self.replans) >= self.config.max_replans:
+            return f"max_replans ({self.config.max_replans}) reached"
+        budget = self.config.max_total_tokens
+        spent = (
+            sum(usage.total_tokens for usage in self.usage.values())
+            + (self._tool_usage() - self._tool_usage_before).total_tokens
+        )
+        if budget is not None and spent >= budget:
+            return f"token budget ({budget}) spent ({spent} tokens)"
+        return None
+
+    # -- planning ---------------------------------------------------------------------------------
+
+    async def _plan(self, execution: Execution, task: str, *, round_index: int, reason: str | None = None) -> int:
+        """Stream a plan into the execution, repairing it as needed; return how many nodes were added."""
+        first_id = max(execution.records, default=0) + 1
+        messages = self._planner_messages(task, first_id, execution, reason)
+        added: list[int] = []
+        for attempt in range(self.config.max_repairs + 1):
+            self._emit("planning", round_index, f"attempt {attempt + 1}")
+            parser: PlanParser = (
+                JsonPlanParser() if self.template.style == "json" else LLMCompilerPlanParser(self.tools)
+            )
+            held: list[PlanProblem] = []
+            text, response = await self._stream(messages, parser, execution, held, added, first_id)
+            problems = [*parser.problems, *held]
+            if response.completions and response.completions[0].finish_reason == "length":
+                problems.append(PlanProblem(0, "malformed", "the plan was cut off at the token limit; write less"))
+            if not problems:
+                self._emit("planned", round_index, f"{len(added)} node(s)")
+                if attempt:
+                    self.notes.append(f"round {round_index}: plan repaired after {attempt} attempt(s)")
+                return len(added)
+            self._emit("plan_invalid", round_index, "; ".join(str(problem) for problem in problems[:5]))
+            if attempt < self.config.max_repairs:
+                kept = f"Nodes {', '.join(map(str, added))} are valid and already running." if added else ""
+                problem_lines = "\n".join(f"- {problem}" for problem in problems)
+                messages = [
+                    *messages,
+                    Message("assistant", text),
+                    Message("user", fill(self.template.repair, problems=problem_lines, kept=kept)),
+                ]
+        what = f"ran the {len(added)} valid node(s)" if added else "no valid node"
+        self.notes.append(
+            f"round {round_index}: the plan was still invalid after {self.config.max_repairs} repair(s); {what}"
+        )
+        self._emit("fallback", round_index, what)
+        return len(added)
+
+    async def _stream(
+        self,
+        messages: Sequence[Message],
+        parser: PlanParser,
+        execution: Execution,
+        held: list[PlanProblem],
+        added: list[int],
+        first_id: int,
+    ) -> tuple[str, ModelResponse]:
+        settings = ModelSettings(
+            max_tokens=self.config.max_tokens,
+            temperature=self.config.temperature,
+            json_schema=create_plan_schema(list(self.tools.values())) if self.template.style == "json" else None,
+            stop=(END_OF_PLAN,) if self.template.style == "llmcompiler" else (),
+        )
+        request = ModelRequest(messages=tuple(messages), settings=settings)
+        parts: list[str] = []
+        response: ModelResponse | None = None
+        async for item in self.planner_model.stream(request):
+            if isinstance(item, ModelResponse):
+                response = item
+                continue
+            parts.append(item)
+            for node in parser.feed(item):
+                self._offer(execution, node, held, added, first_id)
+        for node in parser.finish():
+            self._offer(execution, node, held, added, first_id)
+        if response is None:
+            raise ModelError("the stream ended without its final response", backend=self.planner_model.name)
+        self.usage["planner"] = self.usage["planner"] + response.usage
+        return "".join(parts), response
+
+    def _offer(
+        self, execution: Execution, node: Node, held: list[PlanProblem], added: list[int], first_id: int
+    ) -> None:
+        """Dispatch a streamed node if it is valid; otherwise hold its problems for the repair request."""
+        node = self._apply_aliases(node)
+        existing = execution.records.get(node.id)
+        if existing is not None:
+            if _same_call(existing.node, node):
+                return  # a repaired plan or a replan lists a node that already exists
+            held.append(
+                PlanProblem(node.id, "duplicate_id", f"id {node.id} is taken; number new nodes from {first_id}")
+            )
+            return
+        repeat = self._finished_twin(execution, node)
+        if repeat is not None:
+            self._aliases[node.id] = repeat
+            self.notes.append(f"node {node.id} repeats finished node {repeat}; reused its output")
+            return
+        problems = check_node(node, self.tools, execution.records)
+        if problems:
+            held.extend(problems)
+            return
+        execution.add(node, check=False)
+        added.append(node.id)
+
+    def _apply_aliases(self, node: Node) -> Node:
+        if not self._aliases:
+            return node
+        return node.model_copy(
+            update={
+                "arguments": rename_references(node.arguments, self._aliases),
+                "depends_on": tuple(self._aliases.get(item, item) for item in node.depends_on),
+            }
+        )
+
+    @staticmethod
+    def _finished_twin(execution: Execution, node: Node) -> int | None:
+        for record in execution.records.values():
+            if record.status == "done" and _same_call(record.node, node):
+                return record.id
+        return None
+
+    def _planner_messages(self, task: str, first_id: int, execution: Execution, reason: str | None) -> list[Message]:
+        system = fill(self.template.system, tools=self._describe_tools(), first_id=first_id)
+        messages = [Message("system", system)]
+        for example in self.template.examples:
+            messages.append(Message("user", fill(self.template.user, task=example.task)))
+            messages.append(Message("assistant", example.plan.strip()))
+        user = fill(self.template.user, task=task)
+        if reason is not None:
+            observations = self._observations(execution)
+            user += "\n" + fill(self.template.replan, observations=observations, reason=reason, first_id=first_id)
+        messages.append(Message("user", user))
+        return messages
+
+    def _describe_tools(self) -> str:
+        lines = []
+        for tool in self.tools.values():
+            properties = tool.input_schema.get("properties", {})
+            required = set(tool.input_schema.get("required", []))
+            arguments = ", ".join(
+                f"{name}: {item.get('type', 'any')}{'' if name in required else ' (optional)'}"
+                for name, item in properties.items()
+            )
+            lines.append(
+                f"- {tool.name}({arguments}): {tool.description.strip().splitlines()[0] if tool.description else ''}"
+            )
+        return "\n".join(lines)
+
+    # -- joining ------------------------------------------------------------------------------------
+
+    async def _join(self, task: str, execution: Execution, round_index: int) -> Decision:
+        self._emit("joining", round_index)
+        prompt = fill(self.template.joiner, task=task, observations=self._observations(execution))
+        request = ModelRequest(
+            messages=(Message("user", prompt),),
+            settings=ModelSettings(json_schema=JOINER_SCHEMA, max_tokens=512, temperature=self.config.temperature),
+        )
+        response = await self.joiner_model.request(request)
+        self.usage["joiner"] = self.usage["joiner"] + response.usage
+        decision = parse_decision(response.text)
+        if decision is None:
+            self.notes.append(f"round {round_index}: the joiner's reply was not a decision; used it as the answer")
+            return Decision("finish", response.text.strip())
+        return decision
+
+    async def _answer_directly(self, task: str) -> str:
+        self.notes.append("no valid plan: answered directly without tools")
+        request = ModelRequest(
+            messages=(Message("user", fill(self.template.direct, task=task)),),
+            settings=ModelSettings(max_tokens=256, temperature=self.config.temperature),
+        )
+        response = await self.joiner_model.request(request)
+        self.usage["joiner"] = self.usage["joiner"] + response.usage
+        return response.text.strip()
+
+    def _observations(self, execution: Execution) -> str:
+        lines = [self._observe(record) for record in execution.records.values()]
+        return "\n".join(lines) if lines else "(no tool was called)"
+
+    def _observe(self, record: NodeRecord) -> str:
+        call = f"[{record.id}] {record.node.tool}({_compact(record.arguments or record.node.arguments)})"
+        if record.status == "done":
+            return f"{call} -> {_truncate(_compact(record.output), self.config.observation_chars)}"
+        reason = record.error.message if record.error is not None else record.status
+        return f"{call} -> {record.status.upper()}: {_truncate(reason, self.config.observation_chars)}"
+
+    # -- bookkeeping --------------------------------------------------------------------------------
+
+    def _tool_usage(self) -> Usage:
+        total = Usage()
+        for tool in self.tools.values():
+            if isinstance(tool, ModelTool):
+                total = total + tool.usage
+        return total
+
+    def _emit(self, kind: RunEventKind, round_index: int = 0, detail: str = "") -> None:
+        if not self.on_event:
+            return
+        event = RunEvent(kind, time.perf_counter() - self._started, round_index, detail)
+        for sink in self.on_event:
+            sink(event)
+
+
+def parse_decision(text: str) -> Decision | None:
+    """Read the joiner's JSON decision, or LLMCompiler's `Finish(answer)` / `Replan(reason)`; None if neither."""
+    stripped = text.strip()
+    start = stripped.find("{")
+    if start >= 0:
+        try:
+            data, _ = json.JSONDecoder().raw_decode(stripped[start:])
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, dict) and data.get("action") in ("finish", "replan"):
+            answer = data.get("answer")
+            return Decision(
+                data["action"],
+                answer if isinstance(answer, str) else json.dumps(answer),
+                str(data.get("reason") or ""),
+            )
+    for action in ("Finish", "Replan"):
+        marker = stripped.rfind(f"{action}(")
+        if marker >= 0:
+            inner = stripped[marker + len(action) + 1 :]
+            inner = inner[: inner.rfind(")")] if ")" in inner else inner
+            kind: Literal["finish", "replan"] = "finish" if action == "Finish" else "replan"
+            return Decision(kind, inner.strip() if kind == "finish" else "", inner.strip() if kind == "replan" else "")
+    return None
+
+
+def _same_call(left: Node, right: Node) -> bool:
+    return left.tool == right.tool and _compact(left.arguments) == _compact(right.arguments)
+
+
+def _compact(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    tail = limit - head
+    return f"{text[:head]} … ({len(text) - limit} characters omitted) … {text[-tail:]}"
+
+
+def _first_dispatch(records: Iterable[NodeRecord], started: float, execution: Execution) -> float | None:
+    """Seconds from the run's start to the first node's start."""
+    starts = [record.started_at for record in records if record.started_at is not None]
+    if not starts:
+        return None
+    return execution.opened - started + min(starts)

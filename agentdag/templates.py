@@ -1,0 +1,95 @@
+"""Planner prompt templates: data files in `planners/`, loaded by name or from a user's own file.
+
+A template is YAML with the keys of `PlannerTemplate`. Placeholders are written `${name}`; anything else
+with a dollar sign (such as `$1` in examples) is left alone.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import string
+from pathlib import Path
+from typing import Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentdag.errors import TaskFileError
+
+__all__ = ["PlannerExample", "PlannerTemplate", "fill", "load_template"]
+
+
+class PlannerExample(BaseModel):
+    """A few-shot example: a task and the plan the model should write for it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str
+    plan: str
+
+
+class PlannerTemplate(BaseModel):
+    """The prompts of one planner style.
+
+    Attributes:
+        style: the plan format the prompts ask for ("json" or "llmcompiler").
+        system: the planner's instructions; `${tools}` and `${first_id}` are filled in.
+        examples: few-shot examples, sent as earlier conversation turns.
+        user: the task message (`${task}`).
+        repair: sent after an invalid plan (`${problems}`, `${kept}`).
+        replan: sent for a new round (`${observations}`, `${reason}`, `${first_id}`).
+        joiner: the joiner's prompt (`${task}`, `${observations}`).
+        direct: the fallback that answers without tools (`${task}`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    style: Literal["json", "llmcompiler"]
+    system: str
+    examples: tuple[PlannerExample, ...] = Field(default=())
+    user: str
+    repair: str
+    replan: str
+    joiner: str
+    direct: str
+
+
+def fill(template: str, **values: object) -> str:
+    """Fill `${name}` placeholders; other dollar signs stay as they are."""
+    return string.Template(template).safe_substitute({key: str(value) for key, value in values.items()})
+
+
+def load_template(name_or_path: str) -> PlannerTemplate:
+    """Load a template shipped in `planners/` by name (e.g. "json"), or a YAML file by path.
+
+    Raises:
+        TaskFileError: no such template, or the file does not match the template schema.
+    """
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise TaskFileError(f"{path}: cannot read the planner template: {error.strerror}") from None
+        source = str(path)
+    else:
+        resource = importlib.resources.files("agentdag.planners").joinpath(f"{name_or_path}.yaml")
+        if not resource.is_file():
+            shipped = sorted(
+                item.name.removesuffix(".yaml")
+                for item in importlib.resources.files("agentdag.planners").iterdir()
+                if item.name.endswith(".yaml")
+            )
+            raise TaskFileError(f"no planner template named {name_or_path!r} (shipped: {', '.join(shipped)})")
+        text = resource.read_text(encoding="utf-8")
+        source = f"planners/{name_or_path}.yaml"
+    try:
+        return PlannerTemplate.model_validate(yaml.safe_load(text))
+    except yaml.YAMLError as error:
+        raise TaskFileError(f"{source}: invalid YAML: {error}") from None
+    except pydantic.ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise TaskFileError(f"{source}: {key}: {first['msg']}") from None
