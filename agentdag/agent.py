@@ -12,7 +12,7 @@ from agentdag.events import RunEventSink
 from agentdag.executor import Executor
 from agentdag.messages import Usage
 from agentdag.models.base import Model
-from agentdag.plan import Node
+from agentdag.plan import Node, PlanProblem
 from agentdag.planning import Compiler, PlannerConfig
 from agentdag.references import resolve_references
 from agentdag.result import RunResult, RunStatus
@@ -72,16 +72,11 @@ class Agent:
         Raises:
             AgentdagError: the agent has no model for the planner or the joiner.
         """
-        if self.planner_model is None or self.joiner_model is None:
-            raise AgentdagError("Agent.run needs a model (pass model=, or planner_model= and joiner_model=)")
-        compiler = Compiler(
-            executor=self.executor,
-            planner_model=self.planner_model,
-            joiner_model=self.joiner_model,
-            config=self.planner,
-            on_event=self.on_event,
-        )
-        return await compiler.run(task)
+        return await self._compiler().run(task)
+
+    async def draft(self, task: str) -> tuple[list[Node], list[PlanProblem]]:
+        """Ask the planner for a plan and validate it without running anything (`agentdag plan`)."""
+        return await self._compiler().draft(task)
 
     def run_sync(self, task: str) -> RunResult:
         """`run` for code that is not async (starts and closes its own event loop)."""
@@ -115,6 +110,17 @@ class Agent:
             usage={"tools": self._tool_usage() - before},
             wall_s=result.wall_s,
             error=error,
+        )
+
+    def _compiler(self) -> Compiler:
+        if self.planner_model is None or self.joiner_model is None:
+            raise AgentdagError("Agent.run needs a model (pass model=, or planner_model= and joiner_model=)")
+        return Compiler(
+            executor=self.executor,
+            planner_model=self.planner_model,
+            joiner_model=self.joiner_model,
+            config=self.planner,
+            on_event=self.on_event,
         )
 
     def run_plan_sync(self, plan: Sequence[Node], *, answer: Any = None) -> RunResult:

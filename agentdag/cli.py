@@ -9,8 +9,8 @@ import argparse
 import importlib
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -74,7 +74,9 @@ def _create_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="print only the answer")
     run.set_defaults(command=_run_command)
 
-    plan = commands.add_parser("plan", help="validate a task file's plan and print the DAG (nothing runs)")
+    plan = commands.add_parser(
+        "plan", help="print the task's DAG without running it (its fixed plan, or the planner's draft)"
+    )
     plan.add_argument("task", type=Path, help="the task file (YAML)")
     plan.add_argument("--format", choices=["text", "json"], default="text", help="output format")
     plan.set_defaults(command=_plan_command)
@@ -113,37 +115,55 @@ def _positive(text: str) -> int:
 
 async def _run_command(arguments: argparse.Namespace) -> int:
     task = load_task_file(arguments.task)
-    if task.plan is None:
-        raise TaskFileError(f"{arguments.task}: this task has no 'plan:'; add one (the LLM planner is not built yet)")
-    async with AsyncExitStack() as stack:
-        model = None
-        if MODEL_TOOL in task.tools:
-            model = await stack.enter_async_context(open_model(task.model))
-        tools = load_task_tools(task, base_dir=arguments.task.parent, model=model)
-        agent = Agent(
-            tools=tools,
-            max_concurrency=task.limits.max_concurrency,
-            tool_concurrency=task.limits.tool_concurrency,
-            timeout_s=task.limits.timeout_s,
-        )
-        result = await agent.run_plan(task.plan, answer=task.answer)
+    async with _open_agent(task, arguments.task.parent, need_model=task.plan is None) as agent:
+        if task.plan is not None:
+            result = await agent.run_plan(task.plan, answer=task.answer)
+        else:
+            result = await agent.run(task.task)
     _print_result(result, json_output=arguments.json, quiet=arguments.quiet)
     return EXIT_DONE if result.status == "done" else EXIT_FAILED
 
 
 async def _plan_command(arguments: argparse.Namespace) -> int:
     task = load_task_file(arguments.task)
-    if task.plan is None:
-        raise TaskFileError(f"{arguments.task}: this task has no 'plan:' to print")
-    tools = ToolRegistry(_tools_for_planning(task, arguments.task.parent))
-    problems = validate_plan(task.plan, tools)
-    if problems:
-        raise PlanError(list(problems))
-    if arguments.format == "json":
-        print(json.dumps({"nodes": [node.model_dump(mode="json") for node in task.plan]}, indent=2))
+    if task.plan is not None:
+        nodes = list(task.plan)
+        tools = ToolRegistry(_tools_for_planning(task, arguments.task.parent))
+        problems = validate_plan(nodes, tools)
+        if problems:
+            raise PlanError(list(problems))
     else:
-        _print_plan(task.plan)
-    return EXIT_DONE
+        async with _open_agent(task, arguments.task.parent, need_model=True) as agent:
+            nodes, problems = await agent.draft(task.task)
+        if problems:
+            lines = "\n".join(f"  - {problem}" for problem in problems)
+            Console(stderr=True).print(
+                f"[bold red]the planner's plan is invalid after {task.planner.max_repairs} repair(s):[/]\n"
+                + _escape(lines),
+                soft_wrap=True,
+            )
+    if arguments.format == "json":
+        print(json.dumps({"nodes": [node.model_dump(mode="json") for node in nodes]}, indent=2))
+    else:
+        _print_plan(nodes)
+    return EXIT_FAILED if problems else EXIT_DONE
+
+
+@asynccontextmanager
+async def _open_agent(task: TaskFile, base_dir: Path, *, need_model: bool) -> AsyncIterator[Agent]:
+    """An agent for a task file, with its model open when the planner or the `llm` tool needs it."""
+    async with AsyncExitStack() as stack:
+        model = None
+        if need_model or MODEL_TOOL in task.tools:
+            model = await stack.enter_async_context(open_model(task.model))
+        yield Agent(
+            tools=load_task_tools(task, base_dir=base_dir, model=model),
+            model=model,
+            planner=task.planner,
+            max_concurrency=task.limits.max_concurrency,
+            tool_concurrency=task.limits.tool_concurrency,
+            timeout_s=task.limits.timeout_s,
+        )
 
 
 def _tools_for_planning(task: TaskFile, base_dir: Path) -> list[Tool]:

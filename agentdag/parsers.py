@@ -35,10 +35,17 @@ _JOIN = "join"
 
 @dataclass(slots=True)
 class PlanParser:
-    """Common state: the problems found so far and whether the plan said it was complete."""
+    """Common state of both parsers.
+
+    Attributes:
+        problems: what could not be parsed.
+        complete: the plan said it was complete (closing brace, `join()` or `<END_OF_PLAN>`).
+        truncated: the text stopped in the middle of the plan; the caller decides whether that matters.
+    """
 
     problems: list[PlanProblem] = field(default_factory=list)
     complete: bool = False
+    truncated: bool = False
     thought: str | None = None
 
     def feed(self, chunk: str) -> list[Node]:
@@ -154,8 +161,10 @@ class JsonPlanParser(PlanParser):
         try:
             document, _ = json.JSONDecoder().raw_decode(text[start:])
         except json.JSONDecodeError as error:
-            reason = "it was cut off (truncated)" if not self.complete else f"invalid JSON ({error.msg})"
-            self.problems.append(PlanProblem(0, "malformed", f"the plan is not complete JSON: {reason}"))
+            if self.complete:
+                self.problems.append(PlanProblem(0, "malformed", f"the plan is not valid JSON ({error.msg})"))
+            else:
+                self.truncated = True
             return []
         if not isinstance(document, dict) or not isinstance(document.get("nodes"), list):
             self.problems.append(PlanProblem(0, "malformed", 'the plan must be an object with a "nodes" list'))
@@ -244,7 +253,9 @@ class LLMCompilerPlanParser(PlanParser):
             )
             return None
         tool = self._tools.get(name)
-        names = list(tool.input_schema.get("properties", {})) if tool is not None else []
+        if tool is None:  # keep the call readable; validation reports the unknown tool by name
+            return {f"argument_{index}": value for index, value in enumerate(positional)} | keywords
+        names = list(tool.input_schema.get("properties", {}))
         arguments: dict[str, Any] = {}
         for index, value in enumerate(positional):
             if index < len(names) and names[index] not in keywords:

@@ -18,7 +18,8 @@ import json
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from contextlib import aclosing
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
@@ -27,10 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentdag.errors import ModelError
 from agentdag.events import RunEvent, RunEventKind, RunEventSink
 from agentdag.executor import Execution, Executor, NodeRecord
-from agentdag.messages import Message, ModelRequest, ModelResponse, ModelSettings, Usage
+from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings, Usage
 from agentdag.models.base import Model
+from agentdag.models.function import count_tokens
 from agentdag.parsers import END_OF_PLAN, JsonPlanParser, LLMCompilerPlanParser, PlanParser
-from agentdag.plan import Node, PlanProblem, check_node
+from agentdag.plan import Node, PlanProblem, check_node, validate_plan
 from agentdag.references import rename_references
 from agentdag.result import Replan, RunResult, RunStatus
 from agentdag.templates import PlannerTemplate, fill, load_template
@@ -52,6 +54,7 @@ class PlannerConfig(BaseModel):
         fallback: after the last repair, "partial" runs the valid nodes; "direct" answers without tools
             when no node was valid.
         max_tokens: the longest planner reply, in tokens.
+        max_nodes: the most nodes one plan may hold (enforced by the JSON schema).
         temperature: sampling temperature of planner and joiner calls.
         observation_chars: tool outputs shown to the joiner and to replans are cut to this many characters.
         max_total_tokens: token budget of the run (planner, joiner and model tools); no replan past it.
@@ -66,6 +69,7 @@ class PlannerConfig(BaseModel):
     max_replans: int = Field(default=2, ge=0, le=20)
     fallback: Literal["partial", "direct"] = "partial"
     max_tokens: int = Field(default=1024, ge=16)
+    max_nodes: int = Field(default=16, ge=1, le=256)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     observation_chars: int = Field(default=1500, ge=100)
     max_total_tokens: int | None = Field(default=None, ge=1)
@@ -105,7 +109,7 @@ _REFERENCE_ALTERNATIVES: list[dict[str, Any]] = [
 ]
 
 
-def create_plan_schema(tools: Sequence[Tool]) -> dict[str, Any]:
+def create_plan_schema(tools: Sequence[Tool], *, max_nodes: int = 16) -> dict[str, Any]:
     """The JSON schema that constrains a JSON plan: one node variant per tool, references allowed."""
     variants = [
         {
@@ -123,7 +127,10 @@ def create_plan_schema(tools: Sequence[Tool]) -> dict[str, Any]:
     ]
     return {
         "type": "object",
-        "properties": {"thought": {"type": "string"}, "nodes": {"type": "array", "items": {"anyOf": variants}}},
+        "properties": {
+            "thought": {"type": "string"},
+            "nodes": {"type": "array", "items": {"anyOf": variants}, "maxItems": max_nodes},
+        },
         "required": ["thought", "nodes"],
         "additionalProperties": False,
     }
@@ -211,6 +218,33 @@ class Compiler:
             first_dispatch_s=_first_dispatch(execution.records.values(), self._started, execution),
         )
 
+    async def draft(self, task: str) -> tuple[list[Node], list[PlanProblem]]:
+        """Ask the planner for a plan and validate it, repairing as `run` does, but run nothing.
+
+        Returns the nodes of the last attempt and its problems (empty when the plan is valid).
+        """
+        messages = self._planner_messages(task, 1, None, None)
+        nodes: list[Node] = []
+        problems: list[PlanProblem] = []
+        for attempt in range(self.config.max_repairs + 1):
+            request = ModelRequest(messages=tuple(messages), settings=self._planner_settings())
+            response = await self.planner_model.request(request)
+            self.usage["planner"] = self.usage["planner"] + response.usage
+            parser = self._create_parser()
+            nodes = [*parser.feed(response.text), *parser.finish()]
+            problems = [*parser.problems, *validate_plan(nodes, self.tools)]
+            if parser.truncated or response.completions[0].finish_reason == "length":
+                problems.append(PlanProblem(0, "malformed", "the plan was cut off at the token limit"))
+            if not problems or attempt == self.config.max_repairs:
+                break
+            problem_lines = "\n".join(f"- {problem}" for problem in problems)
+            messages = [
+                *messages,
+                Message("assistant", response.text),
+                Message("user", fill(self.template.repair, problems=problem_lines, kept="")),
+            ]
+        return nodes, problems
+
     async def _loop(self, execution: Execution, task: str) -> tuple[Any, str | None]:
         round_index = 0
         added = await self._plan(execution, task, round_index=round_index)
@@ -256,14 +290,18 @@ class Compiler:
         added: list[int] = []
         for attempt in range(self.config.max_repairs + 1):
             self._emit("planning", round_index, f"attempt {attempt + 1}")
-            parser: PlanParser = (
-                JsonPlanParser() if self.template.style == "json" else LLMCompilerPlanParser(self.tools)
+            state = _Attempt(
+                parser=self._create_parser(),
+                first_id=first_id,
+                added=added,
             )
-            held: list[PlanProblem] = []
-            text, response = await self._stream(messages, parser, execution, held, added, first_id)
-            problems = [*parser.problems, *held]
-            if response.completions and response.completions[0].finish_reason == "length":
-                problems.append(PlanProblem(0, "malformed", "the plan was cut off at the token limit; write less"))
+            text = await self._stream(messages, state, execution)
+            problems = [*state.parser.problems, *state.held]
+            if state.truncated:
+                if added:
+                    self.notes.append(f"round {round_index}: {state.truncated}; ran the complete nodes")
+                else:
+                    problems.append(PlanProblem(0, "malformed", f"{state.truncated}; write a shorter plan"))
             if not problems:
                 self._emit("planned", round_index, f"{len(added)} node(s)")
                 if attempt:
@@ -285,62 +323,84 @@ class Compiler:
         self._emit("fallback", round_index, what)
         return len(added)
 
-    async def _stream(
-        self,
-        messages: Sequence[Message],
-        parser: PlanParser,
-        execution: Execution,
-        held: list[PlanProblem],
-        added: list[int],
-        first_id: int,
-    ) -> tuple[str, ModelResponse]:
-        settings = ModelSettings(
-            max_tokens=self.config.max_tokens,
-            temperature=self.config.temperature,
-            json_schema=create_plan_schema(list(self.tools.values())) if self.template.style == "json" else None,
-            stop=(END_OF_PLAN,) if self.template.style == "llmcompiler" else (),
-        )
-        request = ModelRequest(messages=tuple(messages), settings=settings)
+    async def _stream(self, messages: Sequence[Message], state: _Attempt, execution: Execution) -> str:
+        """Stream one planner reply, dispatching nodes as they complete; return the reply's text."""
+        request = ModelRequest(messages=tuple(messages), settings=self._planner_settings())
         parts: list[str] = []
         response: ModelResponse | None = None
-        async for item in self.planner_model.stream(request):
-            if isinstance(item, ModelResponse):
-                response = item
-                continue
-            parts.append(item)
-            for node in parser.feed(item):
-                self._offer(execution, node, held, added, first_id)
-        for node in parser.finish():
-            self._offer(execution, node, held, added, first_id)
+        async with aclosing(self.planner_model.stream(request)) as stream:
+            async for item in stream:
+                if isinstance(item, ModelResponse):
+                    response = item
+                    continue
+                parts.append(item)
+                for node in state.parser.feed(item):
+                    self._offer(execution, node, state)
+                if state.repeats >= _MAX_REPEATS:
+                    state.truncated = (
+                        f"the planner repeated earlier nodes {state.repeats} times in a row; stopped reading"
+                    )
+                    break  # closing the stream stops the generation
+        text = "".join(parts)
+        for node in state.parser.finish():
+            self._offer(execution, node, state)
         if response is None:
-            raise ModelError("the stream ended without its final response", backend=self.planner_model.name)
+            # Stopped early: the backend never sent its totals, so count what was generated.
+            response = ModelResponse(
+                completions=(Completion(text=text, finish_reason="length"),),
+                usage=Usage(
+                    calls=1,
+                    prompt_tokens=sum(count_tokens(message.content) for message in messages),
+                    completion_tokens=count_tokens(text),
+                ),
+                model=self.planner_model.name,
+            )
+        elif (response.completions and response.completions[0].finish_reason == "length") or state.parser.truncated:
+            state.truncated = state.truncated or "the plan was cut off at the token limit"
         self.usage["planner"] = self.usage["planner"] + response.usage
-        return "".join(parts), response
+        if state.repeats_total:
+            self.notes.append(f"{state.repeats_total} planned node(s) repeated earlier calls; reused their outputs")
+        return text
 
-    def _offer(
-        self, execution: Execution, node: Node, held: list[PlanProblem], added: list[int], first_id: int
-    ) -> None:
+    def _create_parser(self) -> PlanParser:
+        return JsonPlanParser() if self.template.style == "json" else LLMCompilerPlanParser(self.tools)
+
+    def _planner_settings(self) -> ModelSettings:
+        json_style = self.template.style == "json"
+        return ModelSettings(
+            max_tokens=self.config.max_tokens,
+            temperature=self.config.temperature,
+            json_schema=create_plan_schema(list(self.tools.values()), max_nodes=self.config.max_nodes)
+            if json_style
+            else None,
+            stop=() if json_style else (END_OF_PLAN,),
+        )
+
+    def _offer(self, execution: Execution, node: Node, state: _Attempt) -> None:
         """Dispatch a streamed node if it is valid; otherwise hold its problems for the repair request."""
         node = self._apply_aliases(node)
         existing = execution.records.get(node.id)
         if existing is not None:
             if _same_call(existing.node, node):
                 return  # a repaired plan or a replan lists a node that already exists
-            held.append(
-                PlanProblem(node.id, "duplicate_id", f"id {node.id} is taken; number new nodes from {first_id}")
+            state.held.append(
+                PlanProblem(node.id, "duplicate_id", f"id {node.id} is taken; number new nodes from {state.first_id}")
             )
             return
-        repeat = self._finished_twin(execution, node)
-        if repeat is not None:
-            self._aliases[node.id] = repeat
-            self.notes.append(f"node {node.id} repeats finished node {repeat}; reused its output")
+        twin = _twin(execution, node)
+        if twin is not None:
+            # The same call again under a new id: reuse the first call's output instead of running it twice.
+            self._aliases[node.id] = twin
+            state.repeats += 1
+            state.repeats_total += 1
             return
+        state.repeats = 0
         problems = check_node(node, self.tools, execution.records)
         if problems:
-            held.extend(problems)
+            state.held.extend(problems)
             return
         execution.add(node, check=False)
-        added.append(node.id)
+        state.added.append(node.id)
 
     def _apply_aliases(self, node: Node) -> Node:
         if not self._aliases:
@@ -352,21 +412,18 @@ class Compiler:
             }
         )
 
-    @staticmethod
-    def _finished_twin(execution: Execution, node: Node) -> int | None:
-        for record in execution.records.values():
-            if record.status == "done" and _same_call(record.node, node):
-                return record.id
-        return None
-
-    def _planner_messages(self, task: str, first_id: int, execution: Execution, reason: str | None) -> list[Message]:
+    def _planner_messages(
+        self, task: str, first_id: int, execution: Execution | None, reason: str | None
+    ) -> list[Message]:
         system = fill(self.template.system, tools=self._describe_tools(), first_id=first_id)
         messages = [Message("system", system)]
         for example in self.template.examples:
+            if not set(example.tools) <= set(self.tools):
+                continue
             messages.append(Message("user", fill(self.template.user, task=example.task)))
             messages.append(Message("assistant", example.plan.strip()))
         user = fill(self.template.user, task=task)
-        if reason is not None:
+        if reason is not None and execution is not None:
             observations = self._observations(execution)
             user += "\n" + fill(self.template.replan, observations=observations, reason=reason, first_id=first_id)
         messages.append(Message("user", user))
@@ -464,6 +521,30 @@ def parse_decision(text: str) -> Decision | None:
             inner = inner[: inner.rfind(")")] if ")" in inner else inner
             kind: Literal["finish", "replan"] = "finish" if action == "Finish" else "replan"
             return Decision(kind, inner.strip() if kind == "finish" else "", inner.strip() if kind == "replan" else "")
+    return None
+
+
+_MAX_REPEATS = 3
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """The state of one planner reply while it streams in."""
+
+    parser: PlanParser
+    first_id: int
+    added: list[int]
+    held: list[PlanProblem] = field(default_factory=list)
+    repeats: int = 0
+    repeats_total: int = 0
+    truncated: str | None = None
+
+
+def _twin(execution: Execution, node: Node) -> int | None:
+    """An existing node, not failed, that makes the same call."""
+    for record in execution.records.values():
+        if record.status in ("queued", "running", "done") and _same_call(record.node, node):
+            return record.id
     return None
 
 

@@ -18,6 +18,7 @@ from agentdag.errors import TaskFileError
 from agentdag.models.base import Model
 from agentdag.models.config import ModelConfig
 from agentdag.plan import Node
+from agentdag.planning import PlannerConfig
 from agentdag.toolsets.base import Tool
 from agentdag.toolsets.model import ModelTool
 from agentdag.toolsets.registry import import_tools
@@ -55,6 +56,7 @@ class TaskFile(_Strict):
         tools: Python tools to offer, each as `package.module:name` (a tool or a list of tools); modules
             next to the task file can be imported too. The entry `llm` offers the run's model as a tool.
         model: the model backend (default: the embedded llama.cpp server).
+        planner: planner, joiner and replanning settings (when there is no fixed `plan`).
         plan: a fixed plan to run instead of asking a planner.
         answer: for a fixed plan, the answer as a template over node outputs (`"${3}"`,
             `{"$ref": 3, "path": "items.0"}`, ...); defaults to the output of the last node.
@@ -64,6 +66,7 @@ class TaskFile(_Strict):
     task: str = Field(min_length=1)
     tools: list[str] = Field(default_factory=list)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
     plan: list[Node] | None = None
     answer: Any = None
     limits: Limits = Field(default_factory=Limits)

@@ -21,12 +21,17 @@ __all__ = ["PlannerExample", "PlannerTemplate", "fill", "load_template"]
 
 
 class PlannerExample(BaseModel):
-    """A few-shot example: a task and the plan the model should write for it."""
+    """A few-shot example: a task, the plan the model should write for it, and the tools it uses.
+
+    An example is shown only when every tool it uses is offered, so that small models are not tempted
+    to copy the names of tools they do not have.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     task: str
     plan: str
+    tools: tuple[str, ...] = ()
 
 
 class PlannerTemplate(BaseModel):

@@ -53,7 +53,7 @@ def test_a_failed_task_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str
             "task: x\ntools: [agentdag.tools.calculator:TOOLS]\nplan: [{id: 1, tool: calc}]\n",
             "did you mean 'calculate'",
         ),
-        ("task: x\ntools: [agentdag.tools.calculator:TOOLS]\n", "has no 'plan:'"),
+        ("task: x\ntools: [agentdag.tools.calculator:TOOLS]\nplanner: {style: yaml}\n", "planner.style"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_message(

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 import anyio
 import pytest
@@ -102,7 +102,7 @@ class SlowStreamingModel(Model):
     async def request(self, request: ModelRequest) -> ModelResponse:
         return await FunctionModel(self.joiner).request(request)
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[str | ModelResponse]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
         cut = self.text.index("}", self.text.index('"depends_on"')) + 1
         yield self.text[:cut]
         await self.gate.wait()
@@ -223,13 +223,16 @@ async def test_replan_reuses_earlier_results_and_keeps_ids_global() -> None:
     replan_prompt = script.seen[2][1].messages[-1].content
     assert "[1] search" in replan_prompt
     assert "numbered from 2" in replan_prompt
-    assert any("repeats finished node 1" in note for note in result.notes)
+    assert any("1 planned node(s) repeated earlier calls" in note for note in result.notes)
 
 
 @pytest.mark.asyncio
 async def test_replanning_stops_at_max_replans_with_the_best_answer() -> None:
     script = Script(
-        [plan({"id": index, "tool": "search", "arguments": {"query": f"q{index}"}, "depends_on": []}) for index in (1, 2)],
+        [
+            plan({"id": index, "tool": "search", "arguments": {"query": f"q{index}"}, "depends_on": []})
+            for index in (1, 2)
+        ],
         [replan("more"), replan("still more")],
     )
     agent = Agent(tools=[search], model=FunctionModel(script), planner=PlannerConfig(max_replans=1))
@@ -307,7 +310,10 @@ async def test_a_model_failure_becomes_a_failed_result() -> None:
 
 @pytest.mark.asyncio
 async def test_llmcompiler_style_plans_stream_and_pass_context_lists() -> None:
-    text = '1. search("cheetah")\n2. search("falcon")\nThought: compare\n3. calculate("${1.length} * 10", ["$2"])\n4. join()<END_OF_PLAN>'
+    text = (
+        '1. search("cheetah")\n2. search("falcon")\nThought: compare\n'
+        '3. calculate("${1.length} * 10", ["$2"])\n4. join()<END_OF_PLAN>'
+    )
     script = Script([text], [finish("done")])
     agent = Agent(tools=[search, calculate], model=FunctionModel(script), planner=PlannerConfig(style="llmcompiler"))
     result = await agent.run("x")
@@ -355,3 +361,39 @@ def test_parse_decision(text: str, action: str, answer: str, reason: str) -> Non
 
 def test_parse_decision_rejects_other_text() -> None:
     assert parse_decision("I think the answer is 4") is None
+
+
+@pytest.mark.asyncio
+async def test_a_planner_that_repeats_itself_is_cut_short_and_its_repeats_reuse_the_first_call() -> None:
+    same = {"tool": "search", "arguments": {"query": "loop"}, "depends_on": []}
+    looping = plan(*({"id": index, **same} for index in range(1, 12)))
+    model = FunctionModel(Script([looping], [finish("x")]), chunk_size=len(looping) // 11)
+    result = await Agent(tools=[search], model=model).run("x")
+    assert result.status == "done"
+    assert LOOKUPS == ["loop"]
+    assert list(result.records) == [1]
+    assert any("repeated earlier nodes 3 times in a row; stopped reading" in note for note in result.notes)
+    assert model.requests[0].settings.json_schema is not None
+
+
+@pytest.mark.asyncio
+async def test_a_truncated_plan_keeps_its_complete_nodes_without_a_repair() -> None:
+    from agentdag.messages import Completion, ModelResponse, Usage
+
+    full = plan(
+        {"id": 1, "tool": "search", "arguments": {"query": "kept"}, "depends_on": []},
+        {"id": 2, "tool": "search", "arguments": {"query": "lost"}, "depends_on": []},
+    )
+    cut = full[: full.index('"lost"')]
+
+    def reply(request: ModelRequest) -> ModelResponse | str:
+        if role(request) == "joiner":
+            return finish("ok")
+        return ModelResponse(
+            completions=(Completion(text=cut, finish_reason="length"),), usage=Usage(calls=1), model="m"
+        )
+
+    result = await Agent(tools=[search], model=FunctionModel(reply)).run("x")
+    assert LOOKUPS == ["kept"]
+    assert any("cut off at the token limit; ran the complete nodes" in note for note in result.notes)
+    assert result.usage["planner"].calls == 1

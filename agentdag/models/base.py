@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from agentdag.messages import ModelRequest, ModelResponse
 
@@ -23,7 +23,7 @@ class Model(ABC):
     async def request(self, request: ModelRequest) -> ModelResponse:
         """Send one request and return its completions and usage."""
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[str | ModelResponse]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
         """Yield the reply's text in chunks as it is generated, then the whole `ModelResponse` last.
 
         The final response carries the full text, the finish reason and the token usage of the stream.
@@ -49,7 +49,7 @@ class WrapperModel(Model):
         """Forward the request to the wrapped model."""
         return await self.wrapped.request(request)
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[str | ModelResponse]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
         """Forward streaming to the wrapped model."""
         async for chunk in self.wrapped.stream(request):
             yield chunk

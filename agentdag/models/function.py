@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from agentdag.messages import Completion, ModelRequest, ModelResponse, Usage
 from agentdag.models.base import Model
@@ -56,7 +56,7 @@ class FunctionModel(Model):
             model=self.name,
         )
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[str | ModelResponse]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
         """Stream the function's reply in chunks of `chunk_size` characters, then the response."""
         response = await self.request(request)
         text = response.text

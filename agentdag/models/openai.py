@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,7 +152,7 @@ class OpenAIModel(Model):
         self._usage += usage
         return ModelResponse(completions=completions, usage=usage, model=self.name)
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[str | ModelResponse]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
         """Yield the reply's text as the server generates it, then the whole `ModelResponse`.
 
         One sample, no logprobs. A JSON schema constrains the stream too; the final text is checked against it.

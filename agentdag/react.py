@@ -1,0 +1,251 @@
+"""`ReActAgent`: the sequential baseline, one tool call per model step, over the same tools and models.
+
+Each step the model replies with one JSON object (constrained by `settings.json_schema`): either a tool
+call, `{"thought": ..., "action": "call", "tool": name, "arguments": {...}}`, or the answer,
+`{"thought": ..., "action": "finish", "answer": ...}`. The call runs through the same `Executor` the DAG
+agent uses, one node at a time in one execution (node ids 1, 2, ...), so timeouts, retries and failures
+behave identically and a later call may reference an earlier output (`"$1"`). Its output, or its error,
+goes back to the model as the next observation.
+
+The baseline exists so a benchmark can compare orchestration alone: same tools, same model protocol,
+sequential calls.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+import pydantic
+
+from agentdag.errors import ModelError, PlanError
+from agentdag.events import EventSink
+from agentdag.executor import Execution, Executor, NodeRecord
+from agentdag.messages import Message, ModelRequest, ModelSettings, Usage
+from agentdag.models.base import Model
+from agentdag.plan import Node
+from agentdag.result import RunResult, RunStatus
+from agentdag.toolsets.base import JsonValue, Tool
+from agentdag.toolsets.model import ModelTool
+from agentdag.toolsets.registry import ToolRegistry
+
+__all__ = ["ReActAgent", "create_step_schema"]
+
+_OBSERVATION_CHARS = 4000
+
+
+class _CallStep(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    thought: str = ""
+    action: Literal["call"]
+    tool: str = pydantic.Field(min_length=1)
+    arguments: dict[str, Any] = pydantic.Field(default_factory=dict)
+
+
+class _FinishStep(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    thought: str = ""
+    action: Literal["finish"]
+    answer: str
+
+
+_Step = Annotated[_CallStep | _FinishStep, pydantic.Field(discriminator="action")]
+_STEP_ADAPTER: pydantic.TypeAdapter[_CallStep | _FinishStep] = pydantic.TypeAdapter(_Step)
+
+
+def create_step_schema(tools: Mapping[str, Tool]) -> dict[str, Any]:
+    """The JSON schema of one ReAct reply: a call of one of `tools` (with its own argument schema) or the answer.
+
+    A tool whose argument schema uses `$defs` gets a plain object schema here, since its local references
+    would not resolve inside the combined schema; the executor still validates the arguments.
+    """
+    calls = [
+        {
+            "type": "object",
+            "properties": {
+                "thought": {"type": "string"},
+                "action": {"const": "call"},
+                "tool": {"const": name},
+                "arguments": _arguments_schema(item),
+            },
+            "required": ["thought", "action", "tool", "arguments"],
+            "additionalProperties": False,
+        }
+        for name, item in tools.items()
+    ]
+    finish = {
+        "type": "object",
+        "properties": {
+            "thought": {"type": "string"},
+            "action": {"const": "finish"},
+            "answer": {"type": "string"},
+        },
+        "required": ["thought", "action", "answer"],
+        "additionalProperties": False,
+    }
+    return {"anyOf": [*calls, finish]}
+
+
+def _arguments_schema(item: Tool) -> dict[str, Any]:
+    schema = item.input_schema
+    if "$defs" in schema or "definitions" in schema:
+        return {"type": "object"}
+    return schema
+
+
+class ReActAgent:
+    """The sequential ReAct baseline: think, call one tool, observe, repeat until the model answers.
+
+    The result is the same `RunResult` the DAG agent returns. Its usage holds the model's calls under the
+    role "planner" (ReAct has no separate joiner; "joiner" is present and zero) and the usage of model-backed
+    tools under "tools". A run that ends without an answer (step budget spent, or the model backend failed)
+    has status "failed" and says why in `error`.
+
+    Args:
+        tools: the tools the model may call.
+        model: the model that decides every step.
+        max_steps: at most this many model replies; a malformed reply counts as a step.
+        max_tokens: longest reply of one step, in tokens.
+        temperature: sampling temperature (0, as the DAG planner's default; None: the backend's default).
+        system_prompt: replaces the default instructions (the tool list is appended either way).
+        timeout_s: deadline of one tool call attempt for tools that set none.
+        on_event: callbacks that receive every node event.
+    """
+
+    def __init__(
+        self,
+        *,
+        tools: Iterable[Tool],
+        model: Model,
+        max_steps: int = 10,
+        max_tokens: int = 512,
+        temperature: float | None = 0.0,
+        system_prompt: str | None = None,
+        timeout_s: float | None = 300.0,
+        on_event: Sequence[EventSink] = (),
+    ) -> None:
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        self.tools = ToolRegistry(tools)
+        self.model = model
+        self.max_steps = max_steps
+        self.settings = ModelSettings(
+            max_tokens=max_tokens, temperature=temperature, json_schema=create_step_schema(self.tools)
+        )
+        self.system_prompt = (system_prompt or _INSTRUCTIONS) + "\n\nTools:\n" + _describe_tools(self.tools)
+        self.executor = Executor(self.tools, timeout_s=timeout_s, on_event=on_event)
+
+    async def run(self, question: str) -> RunResult:
+        """Answer `question` one tool call at a time.
+
+        Model failures and tool failures do not raise: the result says what happened.
+        """
+        started = time.perf_counter()
+        tool_usage_before = self._tool_usage()
+        messages = [Message("system", self.system_prompt), Message("user", f"Question: {question}")]
+        usage = Usage()
+        answer: str | None = None
+        error: str | None = None
+        async with self.executor.open() as execution:
+            try:
+                for _ in range(self.max_steps):
+                    request = ModelRequest(messages=tuple(messages), settings=self.settings)
+                    response = await self.model.request(request)
+                    usage += response.usage
+                    messages.append(Message("assistant", response.text))
+                    try:
+                        step = _STEP_ADAPTER.validate_json(response.text)
+                    except pydantic.ValidationError as problem:
+                        messages.append(Message("user", _malformed_observation(problem)))
+                        continue
+                    if isinstance(step, _FinishStep):
+                        answer = step.answer
+                        break
+                    messages.append(Message("user", await _call(execution, step)))
+                else:
+                    error = f"no answer within max_steps={self.max_steps} model steps"
+            except ModelError as failure:
+                error = f"model call failed: {failure}"
+        status: RunStatus = "done" if error is None else "failed"
+        return RunResult(
+            status=status,
+            answer=answer,
+            records=execution.records,
+            usage={"planner": usage, "joiner": Usage(), "tools": self._tool_usage() - tool_usage_before},
+            wall_s=time.perf_counter() - started,
+            error=error,
+            first_dispatch_s=_first_dispatch(execution, started),
+        )
+
+    def _tool_usage(self) -> Usage:
+        total = Usage()
+        for item in self.tools.values():
+            if isinstance(item, ModelTool):
+                total += item.usage
+        return total
+
+
+def _first_dispatch(execution: Execution, started: float) -> float | None:
+    starts = [record.started_at for record in execution.records.values() if record.started_at is not None]
+    return execution.opened - started + min(starts) if starts else None
+
+
+async def _call(execution: Execution, step: _CallStep) -> str:
+    """Run one call as the next node of the execution and describe its outcome as an observation."""
+    node = Node(id=len(execution.records) + 1, tool=step.tool, arguments=step.arguments, thought=step.thought or None)
+    try:
+        record = execution.add(node)
+    except PlanError as error:
+        problems = "; ".join(str(problem) for problem in error.problems)
+        return f"Observation: error: the call was rejected and did not run ({problems}). Fix it and try again."
+    await execution.wait()
+    return _observation(record)
+
+
+def _observation(record: NodeRecord) -> str:
+    if record.status == "done":
+        text = _to_text(record.output)
+        if len(text) > _OBSERVATION_CHARS:
+            text = text[:_OBSERVATION_CHARS] + f" ... [{len(text) - _OBSERVATION_CHARS} more characters]"
+        return f"Observation (call {record.id}): {text}"
+    kind, message = (record.error.kind, record.error.message) if record.error else (record.status, record.status)
+    return f"Observation (call {record.id}): error ({kind}): {message}"
+
+
+def _to_text(value: JsonValue) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _malformed_observation(error: pydantic.ValidationError) -> str:
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or 'reply'}: {item['msg']}"
+        for item in error.errors(include_url=False)[:3]
+    )
+    return (
+        f"Observation: error: your reply is not a valid step ({problems}). Reply with one JSON object: "
+        '{"thought": "...", "action": "call", "tool": "<tool name>", "arguments": {...}} or '
+        '{"thought": "...", "action": "finish", "answer": "..."}.'
+    )
+
+
+def _describe_tools(tools: Mapping[str, Tool]) -> str:
+    lines = []
+    for name, item in tools.items():
+        schema = json.dumps(item.input_schema.get("properties", {}), ensure_ascii=False)
+        lines.append(f"- {name}: {item.description.strip()}\n  arguments: {schema}")
+    return "\n".join(lines)
+
+
+_INSTRUCTIONS = """\
+You answer the user's question by calling tools, one call per reply, and reading each observation.
+Reply with exactly one JSON object and nothing else:
+- to call a tool: {"thought": "<why this call>", "action": "call", "tool": "<tool name>", "arguments": {...}}
+- to answer: {"thought": "<how the observations answer it>", "action": "finish", "answer": "<the answer>"}
+Make one call per reply; after each call you will see its observation. Answer as soon as the observations
+suffice, and keep the answer short: the fact itself, not a sentence about it."""
