@@ -127,16 +127,19 @@ class Executor:
         self.on_event = list(on_event)
 
     @asynccontextmanager
-    async def open(self) -> AsyncIterator[Execution]:
+    async def open(self, *, on_event: Sequence[EventSink] = ()) -> AsyncIterator[Execution]:
         """Open an execution: add nodes to it; leaving the block waits for every node to finish.
 
         If the block raises or is cancelled, running nodes are cancelled and unfinished nodes are
         recorded as cancelled before the exception propagates.
+
+        Args:
+            on_event: callbacks for this execution only, after the executor's own.
         """
         execution: Execution | None = None
         try:
             async with anyio.create_task_group() as task_group:
-                execution = Execution(self, task_group)
+                execution = Execution(self, task_group, on_event=on_event)
                 try:
                     yield execution
                 except BaseException:
@@ -171,8 +174,9 @@ class Execution:
         opened: `time.perf_counter()` when the execution opened; record times are relative to it.
     """
 
-    def __init__(self, executor: Executor, task_group: TaskGroup) -> None:
+    def __init__(self, executor: Executor, task_group: TaskGroup, *, on_event: Sequence[EventSink] = ()) -> None:
         self.executor = executor
+        self._sinks = [*executor.on_event, *on_event]
         self.accepting = True
         self._task_group = task_group
         self._records: dict[int, NodeRecord] = {}
@@ -394,7 +398,7 @@ class Execution:
         self._finish(record, "skipped", error=NodeError("dependency_failed", message, cause=cause))
 
     def _emit(self, kind: NodeEventKind, record: NodeRecord, *, error: NodeError | None = None) -> None:
-        sinks = self.executor.on_event
+        sinks = self._sinks
         if not sinks:
             return
         duration = record.duration_s if kind in ("finished", "failed", "cancelled") else None

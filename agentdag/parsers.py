@@ -24,7 +24,7 @@ import pydantic
 from agentdag.plan import Node, PlanProblem
 from agentdag.toolsets.base import Tool
 
-__all__ = ["END_OF_PLAN", "JsonPlanParser", "LLMCompilerPlanParser", "PlanParser"]
+__all__ = ["END_OF_PLAN", "JsonPlanParser", "LLMCompilerPlanParser", "PlanParser", "node_from_mapping"]
 
 END_OF_PLAN = "<END_OF_PLAN>"
 _ACTION = re.compile(r"^\s*(\d+)\s*[.)]\s*([A-Za-z_][\w.-]*)\s*\((.*)\)\s*(?:<END_OF_PLAN>)?\s*$")
@@ -57,7 +57,8 @@ class PlanParser:
         raise NotImplementedError
 
 
-def _node_from_mapping(raw: object, position: int) -> Node | PlanProblem:
+def node_from_mapping(raw: object, position: int) -> Node | PlanProblem:
+    """Read one node from a model's JSON; `$N` in `depends_on` and arguments as a JSON string are tolerated."""
     if not isinstance(raw, Mapping):
         return PlanProblem(position, "malformed", f"plan entry {position} is not an object")
     data = dict(raw)
@@ -145,7 +146,7 @@ class JsonPlanParser(PlanParser):
                 PlanProblem(self._count, "malformed", f"plan entry {self._count} is not JSON: {error}")
             )
             return None
-        result = _node_from_mapping(raw, self._count)
+        result = node_from_mapping(raw, self._count)
         if isinstance(result, PlanProblem):
             self.problems.append(result)
             return None
@@ -232,7 +233,7 @@ class LLMCompilerPlanParser(PlanParser):
             return []
         context = arguments.pop("__context__", None)
         depends_on = sorted({item for item in map(_strip_dollar, context or []) if isinstance(item, int)})
-        result = _node_from_mapping(
+        result = node_from_mapping(
             {"id": node_id, "tool": name, "arguments": arguments, "depends_on": depends_on, "thought": thought},
             node_id,
         )

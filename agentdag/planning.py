@@ -26,12 +26,12 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentdag.errors import ModelError
-from agentdag.events import RunEvent, RunEventKind, RunEventSink
+from agentdag.events import NodeEvent, RunEvent, RunEventKind, RunEventSink
 from agentdag.executor import Execution, Executor, NodeRecord
 from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings, Usage
 from agentdag.models.base import Model
 from agentdag.models.function import count_tokens
-from agentdag.parsers import END_OF_PLAN, JsonPlanParser, LLMCompilerPlanParser, PlanParser
+from agentdag.parsers import END_OF_PLAN, JsonPlanParser, LLMCompilerPlanParser, PlanParser, node_from_mapping
 from agentdag.plan import Node, PlanProblem, check_node, validate_plan
 from agentdag.references import rename_references
 from agentdag.result import Replan, RunResult, RunStatus
@@ -39,7 +39,17 @@ from agentdag.templates import PlannerTemplate, fill, load_template
 from agentdag.toolsets.base import Tool
 from agentdag.toolsets.model import ModelTool
 
-__all__ = ["JOINER_SCHEMA", "Compiler", "Decision", "PlannerConfig", "create_plan_schema"]
+__all__ = [
+    "JOINER_SCHEMA",
+    "Compiler",
+    "Decision",
+    "PlannerConfig",
+    "Refinement",
+    "create_plan_schema",
+    "create_refine_schema",
+    "parse_decision",
+    "parse_refinement",
+]
 
 
 class PlannerConfig(BaseModel):
@@ -59,6 +69,9 @@ class PlannerConfig(BaseModel):
         observation_chars: tool outputs shown to the joiner and to replans are cut to this many characters.
         max_total_tokens: token budget of the run (planner, joiner and model tools); no replan past it.
         max_seconds: time budget of the run; when it runs out, running nodes are cancelled.
+        refine: mid-run refinement: whenever a node finishes while others are pending, the planner may
+            add nodes or cancel pending ones without waiting for the rest of the graph.
+        max_refinements: the most refinement calls per run.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -74,6 +87,8 @@ class PlannerConfig(BaseModel):
     observation_chars: int = Field(default=1500, ge=100)
     max_total_tokens: int | None = Field(default=None, ge=1)
     max_seconds: float | None = Field(default=None, gt=0)
+    refine: bool = False
+    max_refinements: int = Field(default=8, ge=1)
 
 
 JOINER_SCHEMA: dict[str, Any] = {
@@ -136,6 +151,49 @@ def create_plan_schema(tools: Sequence[Tool], *, max_nodes: int = 16) -> dict[st
     }
 
 
+def create_refine_schema(tools: Sequence[Tool], *, max_nodes: int = 16) -> dict[str, Any]:
+    """The JSON schema of a mid-run refinement: pending nodes to cancel and new nodes to add."""
+    plan = create_plan_schema(tools, max_nodes=max_nodes)
+    return {
+        "type": "object",
+        "properties": {
+            "thought": {"type": "string"},
+            "cancel": {"type": "array", "items": {"type": "integer"}},
+            "add": plan["properties"]["nodes"],
+        },
+        "required": ["thought", "cancel", "add"],
+        "additionalProperties": False,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Refinement:
+    """A mid-run change to the plan: ids of pending nodes to cancel and raw new nodes to add."""
+
+    cancel: tuple[int, ...]
+    add: tuple[object, ...]
+
+
+def parse_refinement(text: str) -> Refinement | None:
+    """Read a refinement reply; None if it is not the expected JSON object."""
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        data, _ = json.JSONDecoder().raw_decode(text[start:])
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    cancel = data.get("cancel", [])
+    add = data.get("add", [])
+    if not isinstance(cancel, list) or not isinstance(add, list):
+        return None
+    return Refinement(
+        tuple(item for item in cancel if isinstance(item, int) and not isinstance(item, bool)), tuple(add)
+    )
+
+
 def _loosen(schema: dict[str, Any]) -> dict[str, Any]:
     """Let each top-level argument be a reference as well as a literal of its own type."""
     if "$defs" in schema or schema.get("type") != "object":
@@ -185,6 +243,8 @@ class Compiler:
         self.notes: list[str] = []
         self.replans: list[Replan] = []
         self._aliases: dict[int, int] = {}
+        self._node_ended = anyio.Event()
+        self._refinements = 0
         self._started = 0.0
         self._tool_usage_before = self._tool_usage()
 
@@ -194,7 +254,7 @@ class Compiler:
         status: RunStatus = "failed"
         answer: Any = None
         error: str | None = None
-        async with self.executor.open() as execution:
+        async with self.executor.open(on_event=[self._watch]) as execution:
             deadline = math.inf if self.config.max_seconds is None else self.config.max_seconds
             with anyio.move_on_after(deadline) as budget:
                 try:
@@ -251,7 +311,7 @@ class Compiler:
         if not added and not execution.records and self.config.fallback == "direct":
             return await self._answer_directly(task), None
         while True:
-            await execution.wait()
+            await self._execute(execution, task, round_index)
             decision = await self._join(task, execution, round_index)
             if decision.action == "finish":
                 self._emit("finished", round_index, decision.answer[:80])
@@ -443,6 +503,70 @@ class Compiler:
             )
         return "\n".join(lines)
 
+    # -- executing and refining -------------------------------------------------------------------
+
+    async def _execute(self, execution: Execution, task: str, round_index: int) -> None:
+        """Wait for the graph to finish; with `refine`, let the planner adjust it as nodes finish."""
+        if not self.config.refine:
+            await execution.wait()
+            return
+        while _pending(execution):
+            await self._node_ended.wait()
+            self._node_ended = anyio.Event()
+            if _pending(execution) and self._refinements < self.config.max_refinements:
+                await self._refine(execution, task, round_index)
+            elif _pending(execution):
+                await execution.wait()
+
+    async def _refine(self, execution: Execution, task: str, round_index: int) -> None:
+        self._refinements += 1
+        first_id = max(execution.records, default=0) + 1
+        pending = "\n".join(
+            f"[{record.id}] {record.node.tool}({_compact(record.node.arguments)}) - {record.status}"
+            for record in execution.records.values()
+            if record.status in ("queued", "running")
+        )
+        prompt = fill(
+            self.template.refine,
+            task=task,
+            observations=self._observations(execution, only_finished=True),
+            pending=pending,
+            first_id=first_id,
+        )
+        schema = create_refine_schema(list(self.tools.values()), max_nodes=self.config.max_nodes)
+        request = ModelRequest(
+            messages=(Message("user", prompt),),
+            settings=ModelSettings(json_schema=schema, max_tokens=self.config.max_tokens, temperature=0.0),
+        )
+        response = await self.planner_model.request(request)
+        self.usage["planner"] = self.usage["planner"] + response.usage
+        change = parse_refinement(response.text)
+        if change is None:
+            self.notes.append(f"refinement {self._refinements}: the reply was not a change; ignored it")
+            return
+        cancelled = [
+            node_id
+            for node_id in change.cancel
+            if node_id in execution.records and execution.cancel(node_id, "cancelled by refinement")
+        ]
+        state = _Attempt(parser=JsonPlanParser(), first_id=first_id, added=[])
+        for raw in change.add:
+            node = node_from_mapping(raw, first_id)
+            if isinstance(node, PlanProblem):
+                state.held.append(node)
+            else:
+                self._offer(execution, node, state)
+        if cancelled or state.added or state.held:
+            self.notes.append(
+                f"refinement {self._refinements}: added {state.added or 'nothing'}, cancelled {cancelled or 'nothing'}"
+                + (f", dropped {len(state.held)} invalid node(s)" if state.held else "")
+            )
+            self._emit("planned", round_index, f"refinement added {len(state.added)}, cancelled {len(cancelled)}")
+
+    def _watch(self, event: NodeEvent) -> None:
+        if event.kind in ("finished", "failed", "skipped", "cancelled"):
+            self._node_ended.set()
+
     # -- joining ------------------------------------------------------------------------------------
 
     async def _join(self, task: str, execution: Execution, round_index: int) -> Decision:
@@ -470,8 +594,12 @@ class Compiler:
         self.usage["joiner"] = self.usage["joiner"] + response.usage
         return response.text.strip()
 
-    def _observations(self, execution: Execution) -> str:
-        lines = [self._observe(record) for record in execution.records.values()]
+    def _observations(self, execution: Execution, *, only_finished: bool = False) -> str:
+        lines = [
+            self._observe(record)
+            for record in execution.records.values()
+            if not only_finished or record.status not in ("queued", "running")
+        ]
         return "\n".join(lines) if lines else "(no tool was called)"
 
     def _observe(self, record: NodeRecord) -> str:
@@ -538,6 +666,10 @@ class _Attempt:
     repeats: int = 0
     repeats_total: int = 0
     truncated: str | None = None
+
+
+def _pending(execution: Execution) -> bool:
+    return any(record.status in ("queued", "running") for record in execution.records.values())
 
 
 def _twin(execution: Execution, node: Node) -> int | None:

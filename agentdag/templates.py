@@ -45,6 +45,7 @@ class PlannerTemplate(BaseModel):
         repair: sent after an invalid plan (`${problems}`, `${kept}`).
         replan: sent for a new round (`${observations}`, `${reason}`, `${first_id}`).
         joiner: the joiner's prompt (`${task}`, `${observations}`).
+        refine: mid-run refinement (`${task}`, `${observations}`, `${pending}`, `${first_id}`).
         direct: the fallback that answers without tools (`${task}`).
     """
 
@@ -58,6 +59,7 @@ class PlannerTemplate(BaseModel):
     repair: str
     replan: str
     joiner: str
+    refine: str
     direct: str
 
 

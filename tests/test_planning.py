@@ -397,3 +397,59 @@ async def test_a_truncated_plan_keeps_its_complete_nodes_without_a_repair() -> N
     assert LOOKUPS == ["kept"]
     assert any("cut off at the token limit; ran the complete nodes" in note for note in result.notes)
     assert result.usage["planner"].calls == 1
+
+
+@pytest.mark.asyncio
+async def test_mid_run_refinement_cancels_pending_nodes_and_adds_new_ones_without_waiting() -> None:
+    never = anyio.Event()
+
+    @tool
+    async def slow(query: str) -> str:
+        await never.wait()  # only a cancellation ends this node
+        return query
+
+    calls: list[str] = []
+
+    def reply(request: ModelRequest) -> str:
+        schema = request.settings.json_schema or {}
+        if schema is JOINER_SCHEMA:
+            calls.append("joiner")
+            return finish("refined")
+        if "cancel" in schema.get("properties", {}):
+            calls.append("refine")
+            prompt = request.messages[0].content
+            assert "[1] search" in prompt
+            assert "[2] slow" in prompt
+            add = [{"id": 3, "tool": "search", "arguments": {"query": "from ${1.query}"}, "depends_on": [1]}]
+            return json.dumps({"thought": "1 is enough", "cancel": [2], "add": add})
+        calls.append("planner")
+        return plan(
+            {"id": 1, "tool": "search", "arguments": {"query": "fast"}, "depends_on": []},
+            {"id": 2, "tool": "slow", "arguments": {"query": "forever"}, "depends_on": []},
+        )
+
+    agent = Agent(tools=[search, slow], model=FunctionModel(reply), planner=PlannerConfig(refine=True))
+    result = await agent.run("x")
+    assert result.status == "done"
+    assert result.records[2].status == "cancelled"
+    assert result.records[3].status == "done"
+    assert result.records[3].arguments == {"query": "from fast"}
+    assert calls[0] == "planner"
+    assert calls[1] == "refine"
+    assert calls[-1] == "joiner"
+    assert any("refinement 1: added [3], cancelled [2]" in note for note in result.notes)
+
+
+@pytest.mark.asyncio
+async def test_without_refine_no_refinement_call_is_made() -> None:
+    script = Script(
+        [
+            plan(
+                {"id": 1, "tool": "search", "arguments": {"query": "a"}, "depends_on": []},
+                {"id": 2, "tool": "search", "arguments": {"query": "b"}, "depends_on": []},
+            )
+        ],
+        [finish("ok")],
+    )
+    await Agent(tools=[search], model=FunctionModel(script)).run("x")
+    assert [kind for kind, _ in script.seen] == ["planner", "joiner"]
