@@ -10,7 +10,7 @@ from agentdag import Agent, FunctionModel, PlannerConfig, tool
 from agentdag.events import Event, NodeEvent, RunEvent
 from agentdag.messages import ModelRequest, ModelResponse
 from agentdag.models.base import Model
-from agentdag.planning import JOINER_SCHEMA, create_plan_schema, parse_decision
+from agentdag.schemas import JOINER_SCHEMA, create_plan_schema, parse_decision
 
 LOOKUPS: list[str] = []
 

@@ -1,0 +1,171 @@
+"""The JSON schemas planner, joiner and refinement replies are constrained to, and readers for the replies.
+
+Every reader returns None for a reply it cannot use, so the caller can say what happened instead of
+failing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agentdag.toolsets.base import Tool
+
+__all__ = [
+    "JOINER_SCHEMA",
+    "Decision",
+    "Refinement",
+    "create_plan_schema",
+    "create_refine_schema",
+    "parse_decision",
+    "parse_refinement",
+]
+
+
+JOINER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "thought": {"type": "string"},
+        "answer": {"type": "string"},
+        "action": {"type": "string", "enum": ["finish", "replan"]},
+        "reason": {"type": "string"},
+    },
+    "required": ["thought", "answer", "action", "reason"],
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The joiner's verdict: finish with `answer`, or replan because of `reason`."""
+
+    action: Literal["finish", "replan"]
+    answer: str
+    reason: str = ""
+
+
+_REFERENCE_ALTERNATIVES: list[dict[str, Any]] = [
+    {"type": "string", "pattern": "^\\$\\{?[0-9]+[^ ]*$"},
+    {
+        "type": "object",
+        "properties": {"$ref": {"type": "integer"}, "path": {"type": "string"}},
+        "required": ["$ref"],
+        "additionalProperties": False,
+    },
+]
+
+
+def create_plan_schema(tools: Sequence[Tool], *, max_nodes: int = 16) -> dict[str, Any]:
+    """The JSON schema that constrains a JSON plan: one node variant per tool, references allowed."""
+    variants = [
+        {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "tool": {"const": tool.name},
+                "arguments": _loosen(tool.input_schema),
+                "depends_on": {"type": "array", "items": {"type": "integer"}},
+            },
+            "required": ["id", "tool", "arguments", "depends_on"],
+            "additionalProperties": False,
+        }
+        for tool in tools
+    ]
+    return {
+        "type": "object",
+        "properties": {
+            "thought": {"type": "string"},
+            "nodes": {"type": "array", "items": {"anyOf": variants}, "maxItems": max_nodes},
+        },
+        "required": ["thought", "nodes"],
+        "additionalProperties": False,
+    }
+
+
+def create_refine_schema(tools: Sequence[Tool], *, max_nodes: int = 16) -> dict[str, Any]:
+    """The JSON schema of a mid-run refinement: pending nodes to cancel and new nodes to add."""
+    plan = create_plan_schema(tools, max_nodes=max_nodes)
+    return {
+        "type": "object",
+        "properties": {
+            "thought": {"type": "string"},
+            "cancel": {"type": "array", "items": {"type": "integer"}},
+            "add": plan["properties"]["nodes"],
+        },
+        "required": ["thought", "cancel", "add"],
+        "additionalProperties": False,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Refinement:
+    """A mid-run change to the plan: ids of pending nodes to cancel and raw new nodes to add."""
+
+    cancel: tuple[int, ...]
+    add: tuple[object, ...]
+
+
+def parse_refinement(text: str) -> Refinement | None:
+    """Read a refinement reply; None if it is not the expected JSON object."""
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        data, _ = json.JSONDecoder().raw_decode(text[start:])
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    cancel = data.get("cancel", [])
+    add = data.get("add", [])
+    if not isinstance(cancel, list) or not isinstance(add, list):
+        return None
+    return Refinement(
+        tuple(item for item in cancel if isinstance(item, int) and not isinstance(item, bool)), tuple(add)
+    )
+
+
+def _loosen(schema: dict[str, Any]) -> dict[str, Any]:
+    """Let each top-level argument be a reference as well as a literal of its own type."""
+    if "$defs" in schema or schema.get("type") != "object":
+        return {"type": "object"}
+    properties = {
+        name: {"anyOf": [_without_title(item), *_REFERENCE_ALTERNATIVES]}
+        for name, item in schema.get("properties", {}).items()
+    }
+    loosened: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if schema.get("required"):
+        loosened["required"] = list(schema["required"])
+    return loosened
+
+
+def _without_title(schema: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in schema.items() if key != "title"}
+
+
+def parse_decision(text: str) -> Decision | None:
+    """Read the joiner's JSON decision, or LLMCompiler's `Finish(answer)` / `Replan(reason)`; None if neither."""
+    stripped = text.strip()
+    start = stripped.find("{")
+    if start >= 0:
+        try:
+            data, _ = json.JSONDecoder().raw_decode(stripped[start:])
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, dict) and data.get("action") in ("finish", "replan"):
+            answer = data.get("answer")
+            return Decision(
+                data["action"],
+                answer if isinstance(answer, str) else json.dumps(answer),
+                str(data.get("reason") or ""),
+            )
+    for action in ("Finish", "Replan"):
+        marker = stripped.rfind(f"{action}(")
+        if marker >= 0:
+            inner = stripped[marker + len(action) + 1 :]
+            inner = inner[: inner.rfind(")")] if ")" in inner else inner
+            kind: Literal["finish", "replan"] = "finish" if action == "Finish" else "replan"
+            return Decision(kind, inner.strip() if kind == "finish" else "", inner.strip() if kind == "replan" else "")
+    return None
