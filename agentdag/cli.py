@@ -93,7 +93,8 @@ def _create_parser() -> argparse.ArgumentParser:
     executor.add_argument("--json", action="store_true", help="print one JSON object")
     executor.add_argument("--nodes", type=_positive, default=1000, help="nodes of the sleeping DAG")
     executor.add_argument("--noop-nodes", type=_positive, default=10_000, help="nodes of the no-op DAG")
-    executor.add_argument("--seed", type=int, default=0, help="random seed of the DAGs")
+    executor.add_argument("--seed", type=int, default=0, help="random seed of the first run's DAGs")
+    executor.add_argument("--runs", type=_positive, default=3, help="runs (seeds seed, seed+1, ...); medians reported")
     executor.set_defaults(command=_bench_executor_command)
     backend = benches.add_parser("backend", help="embedded model: tokens/s for 1 and for 4 concurrent requests")
     backend.add_argument("--json", action="store_true", help="print one JSON object")
@@ -258,7 +259,9 @@ async def _serve_command(arguments: argparse.Namespace) -> int:
 
 async def _bench_executor_command(arguments: argparse.Namespace) -> int:
     run_executor_bench = _load_bench("executor", "run_executor_bench")
-    figures = await run_executor_bench(nodes=arguments.nodes, noop_nodes=arguments.noop_nodes, seed=arguments.seed)
+    figures = await run_executor_bench(
+        nodes=arguments.nodes, noop_nodes=arguments.noop_nodes, seed=arguments.seed, runs=arguments.runs
+    )
     _print_figures(figures, json_output=arguments.json, title="executor benchmark")
     return EXIT_DONE
 
