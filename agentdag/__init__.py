@@ -20,6 +20,7 @@ from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, 
 from agentdag.models import FunctionModel, Model, ModelConfig, OpenAIModel, WrapperModel, open_model
 from agentdag.plan import Node, Plan, PlanProblem, validate_plan
 from agentdag.planning import PlannerConfig
+from agentdag.react import ReActAgent
 from agentdag.result import Replan, RunResult
 from agentdag.taskfile import TaskFile, load_task_file
 from agentdag.toolsets import FunctionTool, ModelTool, Tool, ToolPolicy, ToolRegistry, tool
@@ -51,6 +52,7 @@ __all__ = (
     "PlanError",
     "PlanProblem",
     "PlannerConfig",
+    "ReActAgent",
     "Replan",
     "RunEvent",
     "RunResult",

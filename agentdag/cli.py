@@ -101,6 +101,17 @@ def _create_parser() -> argparse.ArgumentParser:
     backend.add_argument("--max-tokens", type=_positive, default=128, help="completion tokens per request")
     backend.add_argument("--concurrency", type=_positive, default=4, help="concurrent requests")
     backend.set_defaults(command=_bench_backend_command)
+    search = benches.add_parser("search", help="multi-hop search: the DAG agent against the sequential ReAct agent")
+    search.add_argument("--dataset", type=Path, default=None, help="a JSONL file of ../shared/data/search/")
+    search.add_argument("--agent", choices=["dag", "react"], default="dag", help="the agent to measure")
+    search.add_argument("--model", default="oracle", help="oracle, local (the embedded model) or a server URL")
+    search.add_argument("--limit", type=_positive, default=None, help="run only the first N cases")
+    search.add_argument("--latency-ms", type=float, default=200.0, help="mean simulated latency of a search")
+    search.add_argument("--seed", type=int, default=0, help="seed of the latency jitter")
+    search.add_argument("--case-timeout-s", type=float, default=120.0, help="wall-time limit of one case")
+    search.add_argument("--planner-style", choices=["json", "llmcompiler"], default="json", help="for real models")
+    search.add_argument("--json", action="store_true", help="print one JSON object")
+    search.set_defaults(command=_bench_search_command)
     return parser
 
 
@@ -270,6 +281,29 @@ async def _bench_backend_command(arguments: argparse.Namespace) -> int:
     run_backend_bench = _load_bench("backend", "run_backend_bench")
     figures = await run_backend_bench(max_tokens=arguments.max_tokens, concurrency=arguments.concurrency)
     _print_figures(figures, json_output=arguments.json, title="backend benchmark")
+    return EXIT_DONE
+
+
+async def _bench_search_command(arguments: argparse.Namespace) -> int:
+    run_search_bench = _load_bench("search", "run_search_bench")
+    try:
+        report = await run_search_bench(
+            dataset=arguments.dataset,
+            agent=arguments.agent,
+            model=arguments.model,
+            limit=arguments.limit,
+            latency_ms=arguments.latency_ms,
+            seed=arguments.seed,
+            case_timeout_s=arguments.case_timeout_s,
+            planner_style=arguments.planner_style,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        raise AgentdagError(str(error)) from None
+    if arguments.json:
+        print(json.dumps(report))
+    else:
+        search_module = importlib.import_module("agentdag.benchmarks.search")
+        Console().print(search_module.create_search_table(report))
     return EXIT_DONE
 
 

@@ -6,7 +6,9 @@ failing.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -24,10 +26,13 @@ __all__ = [
 ]
 
 
+THOUGHT_CHARS = 600
+"""Thoughts are bounded in every schema, so a rambling model cannot spend its whole reply on one."""
+
 JOINER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "thought": {"type": "string"},
+        "thought": {"type": "string", "maxLength": THOUGHT_CHARS},
         "answer": {"type": "string"},
         "action": {"type": "string", "enum": ["finish", "replan"]},
         "reason": {"type": "string"},
@@ -90,7 +95,7 @@ def create_refine_schema(tools: Sequence[Tool], *, max_nodes: int = 16) -> dict[
     return {
         "type": "object",
         "properties": {
-            "thought": {"type": "string"},
+            "thought": {"type": "string", "maxLength": THOUGHT_CHARS},
             "cancel": {"type": "array", "items": {"type": "integer"}},
             "add": plan["properties"]["nodes"],
         },
@@ -145,6 +150,9 @@ def _without_title(schema: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in schema.items() if key != "title"}
 
 
+_ANSWER_FIELD = re.compile(r'"answer"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
 def parse_decision(text: str) -> Decision | None:
     """Read the joiner's JSON decision, or LLMCompiler's `Finish(answer)` / `Replan(reason)`; None if neither."""
     stripped = text.strip()
@@ -161,6 +169,10 @@ def parse_decision(text: str) -> Decision | None:
                 answer if isinstance(answer, str) else json.dumps(answer),
                 str(data.get("reason") or ""),
             )
+        salvaged = _ANSWER_FIELD.search(stripped[start:])
+        if salvaged is not None:  # a truncated JSON decision: keep the answer it got to write
+            with contextlib.suppress(json.JSONDecodeError):
+                return Decision("finish", json.loads(f'"{salvaged.group(1)}"'), "the decision was cut off")
     for action in ("Finish", "Replan"):
         marker = stripped.rfind(f"{action}(")
         if marker >= 0:

@@ -8,7 +8,7 @@ PUBLIC = {
     "Agent", "AgentdagError", "Completion", "Execution", "ExecutionResult", "Executor", "FunctionModel",
     "FunctionTool", "InvalidReferenceError", "Message", "Model", "ModelConfig", "ModelError", "ModelRequest",
     "ModelResponse", "ModelSettings", "ModelTool", "Node", "NodeError", "NodeEvent", "NodeRecord", "OpenAIModel",
-    "Plan", "PlanError", "PlanProblem", "PlannerConfig", "Replan", "RunEvent", "RunResult", "TaskFile",
+    "Plan", "PlanError", "PlanProblem", "PlannerConfig", "ReActAgent", "Replan", "RunEvent", "RunResult", "TaskFile",
     "TaskFileError", "Tool", "ToolArgumentsError",
     "ToolError", "ToolPolicy", "ToolRegistry", "Usage", "WrapperModel", "load_task_file", "open_model", "tool",
     "validate_plan",

@@ -359,6 +359,13 @@ def test_parse_decision(text: str, action: str, answer: str, reason: str) -> Non
     assert (decision.action, decision.answer, decision.reason) == (action, answer, reason)
 
 
+def test_a_cut_off_decision_keeps_the_answer_it_wrote() -> None:
+    decision = parse_decision('{"thought": "x", "answer": "Paris \\"city\\"", "action": "fin')
+    assert decision is not None
+    assert (decision.action, decision.answer) == ("finish", 'Paris "city"')
+    assert parse_decision('{"thought": "rambling on and on') is None
+
+
 def test_parse_decision_rejects_other_text() -> None:
     assert parse_decision("I think the answer is 4") is None
 
