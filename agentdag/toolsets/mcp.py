@@ -1,0 +1,332 @@
+"""MCP toolsets: the tools of an MCP server (stdio subprocess or streamable HTTP) as agentdag tools.
+
+One session per server is shared by every concurrent call, behind a per-server concurrency cap. A
+supervisor task owns the session: when the server dies it starts it again, and calls to tools the server
+annotates as read-only or idempotent are retried once on the new session; others fail with the reason,
+since running them twice could repeat a side effect. Leaving the toolset shuts the server down.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO, cast
+
+import anyio
+import mcp_types
+from mcp.client.client import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agentdag.errors import AgentdagError, ToolError
+from agentdag.toolsets.base import JsonValue, Tool, ToolPolicy
+
+__all__ = ["McpServerConfig", "McpTool", "McpToolset", "open_mcp_toolsets"]
+
+_CONNECTION_CLOSED = mcp_types.CONNECTION_CLOSED
+_REQUEST_TIMEOUT = mcp_types.REQUEST_TIMEOUT
+_STDERR_TAIL = 2_000
+
+
+class McpServerConfig(BaseModel):
+    """An MCP server a task uses (`mcp_servers:` in task.yaml).
+
+    Attributes:
+        name: a name for messages (and the tool-name prefix when `prefix` is set).
+        command: start the server as a subprocess and talk over stdio: a command line or a list of words.
+        url: connect to a server over streamable HTTP instead.
+        env: extra environment variables for the subprocess.
+        cwd: working directory of the subprocess.
+        tools: offer only these tools of the server (default: all).
+        prefix: name the tools `<name>.<tool>`, so that two servers may have tools of the same name.
+        max_concurrency: at most this many calls in flight on the server at once.
+        timeout_s: deadline of one call.
+        startup_timeout_s: deadline for starting the server and listing its tools.
+        max_restarts: how many times a server that died is started again during a run.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    command: str | list[str] | None = None
+    url: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: Path | None = None
+    tools: list[str] | None = None
+    prefix: bool = False
+    max_concurrency: int = Field(default=8, ge=1)
+    timeout_s: float = Field(default=60.0, gt=0)
+    startup_timeout_s: float = Field(default=30.0, gt=0)
+    max_restarts: int = Field(default=2, ge=0)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of `command` (a stdio subprocess) or `url` (streamable HTTP)")
+        if isinstance(self.command, list) and not self.command:
+            raise ValueError("`command` is empty")
+        if isinstance(self.command, str) and not shlex.split(self.command):
+            raise ValueError("`command` is empty")
+        return self
+
+    def argv(self) -> list[str]:
+        """The subprocess command as a list of words (`python` means this interpreter)."""
+        words = shlex.split(self.command) if isinstance(self.command, str) else list(self.command or [])
+        if words and words[0] in ("python", "python3"):
+            words[0] = sys.executable
+        return words
+
+
+@dataclass(slots=True, eq=False)
+class _Session:
+    """One connection to the server.
+
+    `ready` is set once it is up (or failed), `dead` when a call saw it die, and `replaced` once the
+    supervisor has published the next session (or given up).
+    """
+
+    client: Client | None = None
+    ready: anyio.Event = field(default_factory=anyio.Event)
+    dead: anyio.Event = field(default_factory=anyio.Event)
+    replaced: anyio.Event = field(default_factory=anyio.Event)
+
+
+class McpTool(Tool):
+    """One tool of an MCP server; calls go through its toolset's shared session."""
+
+    def __init__(self, toolset: McpToolset, listed: mcp_types.Tool, name: str) -> None:
+        self.toolset = toolset
+        self.remote_name = listed.name
+        self.name = name
+        self.description = listed.description or ""
+        self.input_schema = dict(listed.input_schema)
+        annotations = listed.annotations
+        self.read_only = bool(annotations and annotations.read_only_hint)
+        self.idempotent = self.read_only or bool(annotations and annotations.idempotent_hint)
+        self.policy = ToolPolicy(timeout_s=toolset.config.timeout_s)
+
+    async def call(self, arguments: dict[str, JsonValue]) -> JsonValue:
+        """Call the tool on the server; a server-side error becomes a `ToolError` with its message."""
+        return await self.toolset.call(self, arguments)
+
+    def __repr__(self) -> str:
+        return f"McpTool({self.name!r} on {self.toolset.config.name!r})"
+
+
+class McpToolset:
+    """A connection to one MCP server, kept alive by a supervisor; use as an async context manager.
+
+    `server` may also be an in-process `MCPServer` (for tests and embedding); it then needs no process.
+    """
+
+    def __init__(self, config: McpServerConfig, *, server: MCPServer | None = None) -> None:
+        self.config = config
+        self.tools: list[McpTool] = []
+        self.restarts = 0
+        self._server = server
+        self._limit = anyio.CapacityLimiter(config.max_concurrency)
+        self._session = _Session()
+        self._gave_up = False
+        self._failure: BaseException | None = None
+        self._stack: AsyncExitStack | None = None
+        self._stderr: TextIO | None = None
+
+    async def __aenter__(self) -> McpToolset:
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            problem = await self._start(stack)
+        except BaseException:
+            await stack.aclose()
+            raise
+        if problem is not None:
+            await stack.aclose()  # leave the task group first, so the error is not wrapped in a group
+            raise AgentdagError(problem)
+        self._stack = stack
+        return self
+
+    async def _start(self, stack: AsyncExitStack) -> str | None:
+        """Start the supervisor and list the tools; return what went wrong, if anything."""
+        if self.config.command is not None:
+            log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+            self._stderr = stack.enter_context(cast(TextIO, log))
+        task_group = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(task_group.cancel_scope.cancel)
+        task_group.start_soon(self._supervise)
+        with anyio.move_on_after(self.config.startup_timeout_s) as startup:
+            await self._session.ready.wait()
+        name = self.config.name
+        if startup.cancelled_caught:
+            return f"MCP server {name!r} did not start within {self.config.startup_timeout_s:g} s{self._stderr_tail()}"
+        client = self._session.client
+        if client is None:
+            return f"MCP server {name!r} failed to start: {_describe(self._failure)}{self._stderr_tail()}"
+        try:
+            await self._list_tools(client)
+        except AgentdagError as error:
+            return str(error)
+        except (MCPError, TimeoutError) as error:
+            return f"MCP server {name!r} did not list its tools: {_describe(error)}{self._stderr_tail()}"
+        return None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
+
+    async def call(self, tool: McpTool, arguments: dict[str, JsonValue]) -> JsonValue:
+        """Call `tool` with `arguments`, restarting a dead server and retrying read-only tools once."""
+        async with self._limit:
+            died: Exception
+            for attempt in (1, 2):
+                session = await self._current()
+                assert session.client is not None
+                try:
+                    result = await session.client.call_tool(
+                        tool.remote_name, arguments, read_timeout_seconds=self.config.timeout_s
+                    )
+                except MCPError as error:
+                    if error.code == _REQUEST_TIMEOUT:
+                        raise ToolError(f"{tool.name}: no reply within {self.config.timeout_s:g} s") from None
+                    if error.code != _CONNECTION_CLOSED:
+                        raise ToolError(f"{tool.name}: the server refused the call: {error}") from None
+                    died = error
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream) as error:
+                    died = error
+                else:
+                    return _to_output(tool.name, result)
+                session.dead.set()  # the supervisor starts the server again
+                if attempt == 2 or not tool.idempotent:
+                    why = "it was retried once" if attempt == 2 else "it may have side effects, so it is not retried"
+                    raise ToolError(
+                        f"{tool.name}: MCP server {self.config.name!r} died during the call ({died}); {why}"
+                        f"{self._stderr_tail()}"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    # -- the supervisor ----------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """Own the session: open it, publish it, and open it again whenever it dies."""
+        while True:
+            session = self._session
+            try:
+                async with self._connect() as client:
+                    session.client = client
+                    session.ready.set()
+                    await session.dead.wait()
+            except Exception as error:  # the server could not start, or its connection broke
+                self._failure = error
+            session.client = None
+            session.ready.set()
+            if self.restarts >= self.config.max_restarts:
+                self._gave_up = True
+                session.replaced.set()
+                return
+            self.restarts += 1
+            self._session = _Session()
+            session.replaced.set()
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[Client]:
+        target: Any
+        if self._server is not None:
+            target = self._server
+        elif self.config.url is not None:
+            target = self.config.url
+        else:
+            argv = self.config.argv()
+            parameters = StdioServerParameters(
+                command=argv[0], args=argv[1:], env=self.config.env or None, cwd=self.config.cwd
+            )
+            target = stdio_client(parameters, errlog=self._stderr or sys.stderr)
+        async with Client(target, read_timeout_seconds=self.config.timeout_s) as client:
+            yield client
+
+    async def _current(self) -> _Session:
+        """The live session, waiting through a restart; raises once the supervisor has given up."""
+        while True:
+            session = self._session
+            await session.ready.wait()
+            if session.client is not None and not session.dead.is_set():
+                return session
+            await session.replaced.wait()
+            if self._gave_up:
+                raise ToolError(
+                    f"MCP server {self.config.name!r} is down after {self.restarts} restart(s): "
+                    f"{_describe(self._failure)}{self._stderr_tail()}"
+                )
+
+    async def _list_tools(self, client: Client) -> None:
+        listed: list[mcp_types.Tool] = []
+        cursor: str | None = None
+        with anyio.fail_after(self.config.startup_timeout_s):
+            while True:
+                page = await client.list_tools(cursor=cursor)
+                listed.extend(page.tools)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+        wanted = self.config.tools
+        if wanted is not None:
+            missing = sorted(set(wanted) - {item.name for item in listed})
+            if missing:
+                offered = ", ".join(sorted(item.name for item in listed))
+                raise AgentdagError(
+                    f"MCP server {self.config.name!r} has no tool(s) {', '.join(missing)} (it offers: {offered})"
+                )
+            listed = [item for item in listed if item.name in wanted]
+        self.tools = [
+            McpTool(self, item, f"{self.config.name}.{item.name}" if self.config.prefix else item.name)
+            for item in listed
+        ]
+
+    def _stderr_tail(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        text = self._stderr.read().strip()
+        return f" (server stderr: …{text[-_STDERR_TAIL:]})" if text else ""
+
+
+def _describe(error: BaseException | None) -> str:
+    """The messages of an error, looking inside exception groups (which say nothing themselves)."""
+    if error is None:
+        return "unknown error"
+    if isinstance(error, BaseExceptionGroup):
+        return "; ".join(_describe(inner) for inner in error.exceptions)
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _to_output(name: str, result: mcp_types.CallToolResult) -> JsonValue:
+    texts = [block.text for block in result.content if isinstance(block, mcp_types.TextContent)]
+    if result.is_error:
+        raise ToolError(f"{name}: {' '.join(texts) or 'the server reported an error'}")
+    if result.structured_content is not None:
+        structured: JsonValue = result.structured_content
+        # Servers that return a bare value wrap it as {"result": value}; unwrap it.
+        if isinstance(structured, dict) and set(structured) == {"result"}:
+            return structured["result"]
+        return structured
+    others = [{"type": block.type} for block in result.content if not isinstance(block, mcp_types.TextContent)]
+    if not others:
+        return texts[0] if len(texts) == 1 else texts
+    return [*texts, *others]
+
+
+@asynccontextmanager
+async def open_mcp_toolsets(configs: Sequence[McpServerConfig]) -> AsyncIterator[list[McpToolset]]:
+    """Start every configured server, one after another, and close them all on exit."""
+    async with AsyncExitStack() as stack:
+        toolsets = [McpToolset(config) for config in configs]
+        # Entered one after another: each toolset's task group must be left in this same task.
+        for toolset in toolsets:
+            await stack.enter_async_context(toolset)
+        yield toolsets
