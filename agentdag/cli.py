@@ -21,12 +21,13 @@ from rich.table import Table
 from agentdag.agent import Agent
 from agentdag.errors import AgentdagError, ModelError, PlanError, TaskFileError
 from agentdag.messages import Usage
+from agentdag.models.base import Model
 from agentdag.models.config import ModelConfig, open_model
 from agentdag.models.embedded import serve_forever
 from agentdag.models.function import FunctionModel
 from agentdag.plan import Node, dependencies_of, validate_plan
 from agentdag.result import RunResult
-from agentdag.taskfile import MODEL_TOOL, TaskFile, load_task_file, load_task_tools
+from agentdag.taskfile import MODEL_TOOL, TaskFile, load_task_file, load_task_tools, resolve_servers
 from agentdag.toolsets.base import Tool
 from agentdag.toolsets.registry import ToolRegistry
 
@@ -140,8 +141,10 @@ async def _plan_command(arguments: argparse.Namespace) -> int:
     task = load_task_file(arguments.task)
     if task.plan is not None:
         nodes = list(task.plan)
-        tools = ToolRegistry(_tools_for_planning(task, arguments.task.parent))
-        problems = validate_plan(nodes, tools)
+        # Validation needs the tools' schemas only: the `llm` tool is described without opening a model.
+        placeholder = FunctionModel(lambda _: "", name="not-opened")
+        async with _open_tools(task, arguments.task.parent, placeholder) as tools:
+            problems = validate_plan(nodes, ToolRegistry(tools))
         if problems:
             raise PlanError(list(problems))
     else:
@@ -168,8 +171,9 @@ async def _open_agent(task: TaskFile, base_dir: Path, *, need_model: bool) -> As
         model = None
         if need_model or MODEL_TOOL in task.tools:
             model = await stack.enter_async_context(open_model(task.model))
+        tools = await stack.enter_async_context(_open_tools(task, base_dir, model))
         yield Agent(
-            tools=load_task_tools(task, base_dir=base_dir, model=model),
+            tools=tools,
             model=model,
             planner=task.planner,
             max_concurrency=task.limits.max_concurrency,
@@ -178,10 +182,17 @@ async def _open_agent(task: TaskFile, base_dir: Path, *, need_model: bool) -> As
         )
 
 
-def _tools_for_planning(task: TaskFile, base_dir: Path) -> list[Tool]:
-    """The task's tools for validation only: the `llm` tool is described without opening a model."""
-    placeholder = FunctionModel(lambda _: "", name="not-opened")
-    return load_task_tools(task, base_dir=base_dir, model=placeholder)
+@asynccontextmanager
+async def _open_tools(task: TaskFile, base_dir: Path, model: Model | None) -> AsyncIterator[list[Tool]]:
+    """The task's Python tools and the tools of its MCP servers (started here, stopped on exit)."""
+    tools = load_task_tools(task, base_dir=base_dir, model=model)
+    if not task.mcp_servers:
+        yield tools
+        return
+    from agentdag.toolsets.mcp import open_mcp_toolsets  # the MCP SDK is slow to import; only when used
+
+    async with open_mcp_toolsets(resolve_servers(task, base_dir=base_dir)) as toolsets:
+        yield [*tools, *(tool for toolset in toolsets for tool in toolset.tools)]
 
 
 def _print_plan(nodes: Sequence[Node]) -> None:

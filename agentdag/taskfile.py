@@ -20,10 +20,19 @@ from agentdag.models.config import ModelConfig
 from agentdag.plan import Node
 from agentdag.planning import PlannerConfig
 from agentdag.toolsets.base import Tool
+from agentdag.toolsets.mcp_config import McpServerConfig
 from agentdag.toolsets.model import ModelTool
 from agentdag.toolsets.registry import import_tools
 
-__all__ = ["MODEL_TOOL", "Limits", "TaskFile", "load_task_file", "load_task_tools", "parse_task_file"]
+__all__ = [
+    "MODEL_TOOL",
+    "Limits",
+    "TaskFile",
+    "load_task_file",
+    "load_task_tools",
+    "parse_task_file",
+    "resolve_servers",
+]
 
 MAX_TASK_FILE_BYTES = 1_000_000
 MODEL_TOOL = "llm"
@@ -55,6 +64,8 @@ class TaskFile(_Strict):
         task: what the agent should do, in words.
         tools: Python tools to offer, each as `package.module:name` (a tool or a list of tools); modules
             next to the task file can be imported too. The entry `llm` offers the run's model as a tool.
+        mcp_servers: MCP servers whose tools to offer (stdio `command` or streamable HTTP `url`); a
+            relative `cwd` (default: the task file's folder) is taken from the task file's folder.
         model: the model backend (default: the embedded llama.cpp server).
         planner: planner, joiner and replanning settings (when there is no fixed `plan`).
         plan: a fixed plan to run instead of asking a planner.
@@ -65,6 +76,7 @@ class TaskFile(_Strict):
 
     task: str = Field(min_length=1)
     tools: list[str] = Field(default_factory=list)
+    mcp_servers: list[McpServerConfig] = Field(default_factory=list)
     model: ModelConfig = Field(default_factory=ModelConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     plan: list[Node] | None = None
@@ -203,6 +215,14 @@ def _line_of(root: yaml.Node | None, location: tuple[Any, ...]) -> int | None:
             break
         node = child
     return line
+
+
+def resolve_servers(task: TaskFile, *, base_dir: Path) -> list[McpServerConfig]:
+    """The task's MCP servers with their working folders made absolute against the task file's folder."""
+    return [
+        server.model_copy(update={"cwd": (base_dir / (server.cwd or ".")).resolve()}) if server.command else server
+        for server in task.mcp_servers
+    ]
 
 
 def load_task_tools(task: TaskFile, *, base_dir: Path, model: Model | None) -> list[Tool]:

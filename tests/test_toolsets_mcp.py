@@ -14,7 +14,8 @@ import pytest
 
 from agentdag import Executor, Node, ToolRegistry
 from agentdag.errors import AgentdagError, ToolError
-from agentdag.toolsets.mcp import McpServerConfig, McpToolset, open_mcp_toolsets
+from agentdag.toolsets.mcp import McpToolset, open_mcp_toolsets
+from agentdag.toolsets.mcp_config import McpServerConfig
 
 SERVERS = Path(__file__).parent / "servers"
 
