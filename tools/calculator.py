@@ -6,16 +6,20 @@ Use the Python tools (`agentdag.tools.calculator:TOOLS`) directly, or run the MC
 
 from __future__ import annotations
 
+import argparse
 import ast
 import math
 import operator
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from agentdag.errors import ToolError
 from agentdag.toolsets import FunctionTool, tool
 
-__all__ = ["TOOLS", "calculate", "evaluate"]
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+__all__ = ["TOOLS", "calculate", "create_server", "evaluate", "main"]
 
 MAX_EXPRESSION_CHARS = 2_000
 MAX_EXPONENT = 1_000
@@ -105,3 +109,52 @@ def calculate(expression: str) -> int | float:
 
 
 TOOLS: list[FunctionTool] = [calculate]
+
+
+def create_server() -> MCPServer[Any]:
+    """An MCP server with one read-only tool, `calculate(expression) -> number`; bad expressions are tool errors."""
+    # Imported here: the Python tools above should not pay for importing the MCP server stack.
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
+    from mcp_types import ToolAnnotations
+
+    server: MCPServer[Any] = MCPServer(
+        "agentdag-calculator", instructions="Exact arithmetic on expressions.", log_level="WARNING"
+    )
+    annotations = ToolAnnotations(
+        read_only_hint=True, idempotent_hint=True, destructive_hint=False, open_world_hint=False
+    )
+
+    @server.tool(name="calculate", annotations=annotations, structured_output=True)
+    def calculate_tool(expression: str) -> int | float:
+        """Evaluate an arithmetic expression such as "(3 + 4) * 2 / sqrt(16)".
+
+        Numbers, + - * / // % ** (or ^), parentheses, pi, e and abs, round, min, max, sqrt, log, exp, floor, ceil.
+        """
+        try:
+            return evaluate(expression)
+        except ToolError as error:
+            raise MCPToolError(str(error)) from None
+
+    return server
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve `calculate` over stdio (or streamable HTTP on 127.0.0.1 with `--http PORT`)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m agentdag.tools.calculator",
+        description="MCP server with one tool, calculate(expression) -> number: safe arithmetic, never eval.",
+    )
+    parser.add_argument(
+        "--http", type=int, metavar="PORT", help="serve streamable HTTP on 127.0.0.1:PORT/mcp instead of stdio"
+    )
+    args = parser.parse_args(argv)
+    server = create_server()
+    if args.http is None:
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host="127.0.0.1", port=args.http)
+
+
+if __name__ == "__main__":
+    main()

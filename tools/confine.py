@@ -1,0 +1,183 @@
+"""Confinement for tools that act on a workspace: paths stay under a root, commands in a bounded process group.
+
+`confine` resolves a relative path under a root. A path is refused when it is absolute, when its `..` parts
+climb out of the root, or when it resolves (following every symlink on the way) to a place outside the root.
+The check runs on the path as it is at call time: a symlink swapped in between the check and the use is not
+guarded against, so the root must not be shared with an adversary that can create files concurrently.
+
+`run_command` runs a command without a shell, in its own session, under an address space limit, killing
+its whole process group when it times out, finishes or is cancelled, and keeps a bounded head and tail of
+its output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+import anyio
+import anyio.abc
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "PathEscapeError", "TestRun", "confine", "run_command"]
+
+DEFAULT_MAX_OUTPUT_BYTES = 20_000
+_KILL_GRACE_S = 5.0
+
+
+class PathEscapeError(ValueError):
+    """A path names a place outside the confinement root, or is not a usable relative path."""
+
+
+def confine(root: Path, path: str) -> Path:
+    """The resolved location of the relative `path` inside `root` (which must be resolved already).
+
+    The result may not exist yet (for a file about to be written); every existing part of it is inside `root`.
+
+    Raises:
+        PathEscapeError: `path` is empty, absolute, holds a NUL byte, climbs out with `..`, or resolves
+            through a symlink to a place outside `root`.
+    """
+    if not path.strip():
+        raise PathEscapeError("the path is empty; use '.' for the workspace root")
+    if "\x00" in path:
+        raise PathEscapeError(f"the path {path!r} contains a NUL byte")
+    if os.path.isabs(path) or PurePosixPath(path).is_absolute():
+        raise PathEscapeError(f"absolute paths are refused ({path!r}); give a path relative to the workspace root")
+    depth = 0
+    for part in PurePosixPath(path.replace("\\", "/")).parts:
+        depth = depth - 1 if part == ".." else depth + (part != ".")
+        if depth < 0:
+            raise PathEscapeError(f"the path {path!r} leads outside the workspace ('..' climbs above the root)")
+    try:
+        resolved = (root / path).resolve()
+    except (OSError, RuntimeError) as error:  # a symlink loop: RuntimeError before Python 3.13
+        raise PathEscapeError(f"the path {path!r} cannot be resolved: {error}") from None
+    if not resolved.is_relative_to(root):
+        raise PathEscapeError(f"the path {path!r} resolves outside the workspace (through a symlink)")
+    return resolved
+
+
+# Runs in the child: limit the address space, then become the command (no shell, no preexec_fn).
+_LAUNCHER = """\
+import os, resource, sys
+limit = int(sys.argv[1])
+if limit > 0:
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    limit = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as error:
+    sys.stderr.write(f"cannot run {sys.argv[2]!r}: {error}\\n")
+    sys.exit(127)
+"""
+
+
+class TestRun(BaseModel):
+    """The outcome of a test command.
+
+    Attributes:
+        exit_code: the command's exit status; negative for a signal (-9 after a timeout).
+        passed: whether it exited 0 within the timeout.
+        output: standard output and error, interleaved; the middle is cut out when it is too long.
+    """
+
+    __test__ = False  # not a pytest test class
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exit_code: int
+    passed: bool
+    timed_out: bool
+    output: str
+
+
+async def run_command(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    timeout_s: float,
+    memory_bytes: int = 0,
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+) -> TestRun:
+    """Run `argv` (no shell) in `cwd` in a new session, killing its whole process group on timeout.
+
+    A leading `python` or `python3` runs this interpreter. Output (stdout and stderr, interleaved) keeps its
+    first and last `max_output_bytes / 2` bytes. When the command exits, any process it left behind in its
+    group is killed too; cancelling the call kills the group as well.
+
+    Args:
+        argv: the command and its arguments.
+        cwd: where it runs.
+        timeout_s: wall-clock limit.
+        memory_bytes: the address space limit (RLIMIT_AS) of the command; 0 for none.
+        max_output_bytes: the bound on the returned output.
+    """
+    program = [sys.executable, *argv[1:]] if argv[0] in ("python", "python3") else list(argv)
+    output = _BoundedOutput(max_output_bytes)
+    launcher = [sys.executable, "-c", _LAUNCHER, str(memory_bytes), *program]
+    async with await anyio.open_process(
+        launcher,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    ) as process:
+        try:
+            with anyio.move_on_after(timeout_s) as deadline:
+                async with anyio.create_task_group() as group:
+                    group.start_soon(_drain, process, output)
+                    await process.wait()
+                    _kill_group(process.pid)  # leftovers would hold the pipe open
+        finally:
+            _kill_group(process.pid)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_KILL_GRACE_S):
+                await process.wait()
+    timed_out = deadline.cancelled_caught
+    exit_code = process.returncode if process.returncode is not None else -signal.SIGKILL
+    if timed_out:
+        output.feed(f"\n[timed out after {timeout_s:g} s: the process group was killed]\n".encode())
+    return TestRun(
+        exit_code=exit_code, passed=exit_code == 0 and not timed_out, timed_out=timed_out, output=output.text()
+    )
+
+
+async def _drain(process: anyio.abc.Process, output: _BoundedOutput) -> None:
+    if process.stdout is not None:
+        async for chunk in process.stdout:
+            output.feed(chunk)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(OSError):  # the group is gone already
+        os.killpg(pid, signal.SIGKILL)
+
+
+class _BoundedOutput:
+    """The first and last `limit / 2` bytes of a stream, and how much was cut out between them."""
+
+    def __init__(self, limit: int) -> None:
+        self._half = max(limit // 2, 1)
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._total = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self._total += len(chunk)
+        room = self._half - len(self._head)
+        if room > 0:
+            self._head += chunk[:room]
+            chunk = chunk[room:]
+        self._tail += chunk
+        del self._tail[: max(len(self._tail) - self._half, 0)]
+
+    def text(self) -> str:
+        omitted = self._total - len(self._head) - len(self._tail)
+        middle = f"\n[... {omitted} bytes of output omitted ...]\n".encode() if omitted else b""
+        return bytes(self._head + middle + self._tail).decode("utf-8", errors="replace")
