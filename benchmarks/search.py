@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
+from agentdag.tools.search_index import SearchIndex, SimulatedLatency
 from rich.table import Table
 
 from agentdag.agent import Agent
@@ -32,9 +33,7 @@ from agentdag.result import RunResult
 
 from .oracle import GenerationTiming, OracleDagModel, OracleReActModel, parse_plan_calls
 from .search_data import (
-    HotpotCorpus,
     SearchCase,
-    SimulatedLatency,
     create_tools,
     default_dataset,
     load_cases,
@@ -86,7 +85,7 @@ async def run_search_bench(
     path = dataset if dataset is not None else default_dataset()
     cases = load_cases(path, limit=limit)
     latency = SimulatedLatency(mean_ms=latency_ms, seed=seed)
-    corpus = HotpotCorpus.from_file(path) if any(case.kind == "hotpotqa" for case in cases) else None
+    corpus = SearchIndex.from_hotpotqa(path) if any(case.kind == "hotpotqa" for case in cases) else None
     settings = _Settings(
         agent=agent,
         latency=latency,
@@ -128,7 +127,7 @@ async def run_search_bench(
 class _Settings:
     agent: AgentKind
     latency: SimulatedLatency
-    corpus: HotpotCorpus | None
+    corpus: SearchIndex | None
     timing: GenerationTiming
     max_steps: int
     planner_style: Literal["json", "llmcompiler"]

@@ -7,7 +7,8 @@ and Movie Recommendation (MIT; Movie derives from BIG-bench, Apache-2.0).
 Every tool answers from the data alone, with a seeded simulated latency standing in for a web API:
 
 * FanOutQA: the record's `tool_table` (sub-question -> answer), exact then fuzzy lookup;
-* HotpotQA: title lookup, else BM25 full-text search (SQLite FTS5) over the paragraphs of the whole file;
+* HotpotQA: title lookup, else BM25 full-text search over the paragraphs of the whole file, with the
+  index of the `search` MCP server (`agentdag.tools.search_index`, SQLite FTS5);
 * ParallelQA and Movie ship no corpus: the tools return a deterministic string derived from the query, so
   these sets measure orchestration only.
 """
@@ -19,23 +20,20 @@ import hashlib
 import json
 import os
 import re
-import sqlite3
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import anyio
+from agentdag.tools.search_index import SearchIndex, SimulatedLatency
 
 from agentdag.toolsets import FunctionTool, JsonValue, Tool, tool
 
 __all__ = [
     "DEFAULT_DATASET",
     "DatasetKind",
-    "HotpotCorpus",
     "SearchCase",
-    "SimulatedLatency",
     "create_tools",
     "default_dataset",
     "find_data_dir",
@@ -328,30 +326,6 @@ def _stated_for(mention: tuple[int, int], value: tuple[int, int], others: Sequen
 # -- simulated latency ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SimulatedLatency:
-    """A web API's latency: `mean_ms` on average, jittered ±50% by a hash of the seed and the call.
-
-    The delay depends on the call, not on the order of calls, so two agents making the same calls wait the
-    same time for each.
-    """
-
-    mean_ms: float
-    seed: int = 0
-
-    def delay_s(self, key: str) -> float:
-        """The simulated delay of the call identified by `key`, in seconds."""
-        if self.mean_ms <= 0:
-            return 0.0
-        digest = hashlib.sha256(f"{self.seed}\x00{key}".encode()).digest()
-        jitter = int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
-        return self.mean_ms * (0.5 + jitter) / 1000
-
-    async def wait(self, key: str) -> None:
-        """Sleep for the call's delay."""
-        await anyio.sleep(self.delay_s(key))
-
-
 # -- FanOutQA lookup --------------------------------------------------------------------------------
 
 _FUZZY_CUTOFF = 0.6
@@ -397,64 +371,6 @@ def _same_word(left: str, right: str) -> bool:
     )
 
 
-# -- HotpotQA corpus --------------------------------------------------------------------------------
-
-_WORD = re.compile(r"\w+")
-
-
-class HotpotCorpus:
-    """Every distinct paragraph of a HotpotQA file in an in-memory SQLite FTS5 index (BM25 ranking).
-
-    Queries take well under a millisecond on this corpus, so they run on the event loop's thread.
-    """
-
-    def __init__(self, paragraphs: Iterable[tuple[str, str]]) -> None:
-        self._connection = sqlite3.connect(":memory:")
-        self._connection.execute("CREATE VIRTUAL TABLE paragraphs USING fts5(title, body, tokenize='porter unicode61')")
-        self._titles: dict[str, tuple[str, str]] = {}
-        rows = []
-        for title, body in paragraphs:
-            if title.casefold() in self._titles:
-                continue
-            self._titles[title.casefold()] = (title, body)
-            rows.append((title, body))
-        self._connection.executemany("INSERT INTO paragraphs (title, body) VALUES (?, ?)", rows)
-
-    @classmethod
-    def from_file(cls, path: Path) -> HotpotCorpus:
-        """Index the context paragraphs of every record of a HotpotQA JSON Lines file."""
-        paragraphs: list[tuple[str, str]] = []
-        with path.open(encoding="utf-8") as lines:
-            for line in lines:
-                if line.strip():
-                    record = json.loads(line)
-                    paragraphs.extend((title, "".join(sentences).strip()) for title, sentences in record["context"])
-        return cls(paragraphs)
-
-    def __len__(self) -> int:
-        return len(self._titles)
-
-    def title(self, query: str) -> tuple[str, str] | None:
-        """The paragraph whose title is `query` (ignoring case), or None."""
-        return self._titles.get(query.strip().casefold())
-
-    def search(self, query: str, *, limit: int = 3) -> list[tuple[str, str]]:
-        """The `limit` best paragraphs for `query` by BM25 (title hits weigh double), best first."""
-        words = _WORD.findall(query)
-        if not words:
-            return []
-        expression = " OR ".join('"' + word.replace('"', '""') + '"' for word in words)
-        rows = self._connection.execute(
-            "SELECT title, body FROM paragraphs WHERE paragraphs MATCH ? ORDER BY bm25(paragraphs, 2.0, 1.0) LIMIT ?",
-            (expression, limit),
-        ).fetchall()
-        return [(str(title), str(body)) for title, body in rows]
-
-    def close(self) -> None:
-        """Close the index."""
-        self._connection.close()
-
-
 # -- tools ------------------------------------------------------------------------------------------
 
 
@@ -464,7 +380,7 @@ def scripted_answer(tool_name: str, query: str) -> str:
     return f"{tool_name} result {digest} for {query!r}"
 
 
-def create_tools(case: SearchCase, latency: SimulatedLatency, *, corpus: HotpotCorpus | None = None) -> list[Tool]:
+def create_tools(case: SearchCase, latency: SimulatedLatency, *, corpus: SearchIndex | None = None) -> list[Tool]:
     """The tools for one case: `search` (and `math` for ParallelQA), answering offline after a simulated delay.
 
     Raises:
@@ -495,13 +411,17 @@ def _fanout_search(table: Mapping[str, JsonValue], latency: SimulatedLatency) ->
     return search
 
 
-def _hotpot_search(corpus: HotpotCorpus, latency: SimulatedLatency) -> FunctionTool:
+def _hotpot_search(corpus: SearchIndex, latency: SimulatedLatency) -> FunctionTool:
     @tool(name="search")
     async def search(query: str) -> str:
         """Search Wikipedia: an exact article title returns that article; other text returns the best 3 matches."""
         await latency.wait(f"search\x00{query}")
-        exact = corpus.title(query)
-        hits = [exact] if exact is not None else corpus.search(query)
+        exact = corpus.get(query)
+        hits = (
+            [(exact.title, exact.text)]
+            if exact is not None
+            else [(hit.title, hit.text) for hit in corpus.search(query, limit=3)]
+        )
         if not hits:
             return f"No result for {query!r}."
         return "\n\n".join(f"{title}: {body}" for title, body in hits)

@@ -14,9 +14,7 @@ from agentdag.benchmarks.oracle import (
 )
 from agentdag.benchmarks.search import create_search_table, run_search_bench
 from agentdag.benchmarks.search_data import (
-    HotpotCorpus,
     SearchCase,
-    SimulatedLatency,
     create_tools,
     find_data_dir,
     load_cases,
@@ -25,6 +23,7 @@ from agentdag.benchmarks.search_data import (
     parse_number,
     score_answer,
 )
+from agentdag.tools.search_index import Document, SearchIndex, SimulatedLatency
 from rich.console import Console
 
 from agentdag import Agent, PlannerConfig
@@ -159,18 +158,18 @@ def test_simulated_latency_is_deterministic_per_call_and_seed() -> None:
 
 
 def test_fts5_ranks_paragraphs_by_bm25_and_looks_titles_up() -> None:
-    corpus = HotpotCorpus(
+    corpus = SearchIndex.build(
         [
-            ("Scott Derrickson", "Scott Derrickson (born 1966) is an American director and screenwriter."),
-            ("Ed Wood", "Edward Davis Wood Jr. was an American filmmaker, actor and writer."),
-            ("Woodson, Arkansas", "Woodson is a census-designated place in Pulaski County, Arkansas."),
-            ("Ed Wood", "a duplicate title is indexed once"),
+            Document("Scott Derrickson", "Scott Derrickson (born 1966) is an American director and screenwriter."),
+            Document("Ed Wood", "Edward Davis Wood Jr. was an American filmmaker, actor and writer."),
+            Document("Woodson, Arkansas", "Woodson is a census-designated place in Pulaski County, Arkansas."),
+            Document("Ed Wood", "a duplicate title is indexed once"),
         ]
     )
     try:
         assert len(corpus) == 3
-        assert corpus.search("American filmmaker Wood")[0][0] == "Ed Wood"
-        assert corpus.title("scott derrickson") == (
+        assert corpus.search("American filmmaker Wood")[0].title == "Ed Wood"
+        assert corpus.get("scott derrickson") == Document(
             "Scott Derrickson",
             "Scott Derrickson (born 1966) is an American director and screenwriter.",
         )
@@ -183,13 +182,13 @@ def test_fts5_ranks_paragraphs_by_bm25_and_looks_titles_up() -> None:
 @pytest.mark.asyncio
 async def test_hotpotqa_search_finds_the_gold_paragraph_in_the_whole_file() -> None:
     path = search_data("hotpotqa_distractor.jsonl")
-    corpus = HotpotCorpus.from_file(path)
+    corpus = SearchIndex.from_hotpotqa(path)
     try:
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()[:3]]
         (case,) = load_cases(path, limit=1)
         (search,) = create_tools(case, LATENCY, corpus=corpus)
         for record in records:
-            titles = [title for title, _ in corpus.search(record["question"])]
+            titles = [hit.title for hit in corpus.search(record["question"], limit=3)]
             assert set(record["gold_titles"]) & set(titles), record["question"]
         # Title lookup returns exactly that article; the gold plans search by title.
         text = await search.call({"query": "Scott Derrickson"})
