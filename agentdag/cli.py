@@ -113,6 +113,15 @@ def _create_parser() -> argparse.ArgumentParser:
     search.add_argument("--planner-style", choices=["json", "llmcompiler"], default="json", help="for real models")
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.set_defaults(command=_bench_search_command)
+    swe = benches.add_parser("swe", help="code fixes in a workspace MCP server, judged by the tests")
+    swe.add_argument("--dataset", type=Path, default=None, help="a JSONL file of ../shared/data/swe/")
+    swe.add_argument("--agent", choices=["dag", "react"], default="dag", help="the agent to measure")
+    swe.add_argument("--model", default="oracle", help="oracle, noop, local (the embedded model) or a server URL")
+    swe.add_argument("--limit", type=_positive, default=None, help="run only the first N cases")
+    swe.add_argument("--candidates", type=_positive, default=1, help="parallel attempts per case, selected by tests")
+    swe.add_argument("--case-timeout-s", type=float, default=300.0, help="wall-time limit of one case")
+    swe.add_argument("--json", action="store_true", help="print one JSON object")
+    swe.set_defaults(command=_bench_swe_command)
     return parser
 
 
@@ -315,6 +324,33 @@ async def _bench_search_command(arguments: argparse.Namespace) -> int:
     else:
         search_module = importlib.import_module("agentdag.benchmarks.search")
         Console().print(search_module.create_search_table(report))
+    return EXIT_DONE
+
+
+async def _bench_swe_command(arguments: argparse.Namespace) -> int:
+    run_swe_bench = _load_bench("swe", "run_swe_bench")
+    try:
+        report = await run_swe_bench(
+            dataset=arguments.dataset,
+            agent=arguments.agent,
+            model=arguments.model,
+            limit=arguments.limit,
+            candidates=arguments.candidates,
+            case_timeout_s=arguments.case_timeout_s,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        raise AgentdagError(str(error)) from None
+    if arguments.json:
+        print(json.dumps(report))
+    else:
+        table = Table(title=f"SWE: {report['config']['dataset']}, {report['config']['agent']} agent")
+        for column in ("case", "resolved", "wall (s)", "model calls", "test runs", "error"):
+            table.add_column(column)
+        for item in report["items"]:
+            row = (item["id"], str(item["resolved"]), str(item["wall_s"]), str(item["model_calls"]))
+            table.add_row(*row, str(item["test_runs"]), _shorten(item["error"] or "", 60))
+        Console().print(table)
+        Console().print(report["summary"])
     return EXIT_DONE
 
 
