@@ -117,3 +117,32 @@ def test_bench_executor_prints_the_figures(capsys: pytest.CaptureFixture[str]) -
         assert field in figures
     assert figures["ratio"] == pytest.approx(figures["wall_s"] / figures["critical_path_s"], rel=0.01)
     assert figures["ratio"] >= 1.0  # nothing can beat its critical path
+
+
+def test_the_mcp_example_runs_its_server_as_a_subprocess(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(EXAMPLES / "mcp_search.yaml"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["answer"]["difference_metres"] == 304
+    assert "634 metres" in result["answer"]["skytree"]
+    assert [node["tool"] for node in result["nodes"]] == ["lookup", "lookup", "search", "calculate"]
+
+
+def test_an_mcp_server_that_cannot_start_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    task = write(
+        tmp_path,
+        "task: x\nmcp_servers:\n  - {name: broken, command: python -c 'raise SystemExit(\"no corpus\")', "
+        "max_restarts: 0}\nplan: [{id: 1, tool: search, arguments: {query: q}}]\n",
+    )
+    assert main(["run", str(task)]) == 2
+    err = capsys.readouterr().err
+    assert "MCP server 'broken'" in err
+    assert "no corpus" in err
+    assert "Traceback" not in err
+
+
+def test_mcp_server_declarations_are_checked_in_the_task_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task = write(tmp_path, "task: x\nmcp_servers:\n  - {name: s}\nplan: [{id: 1, tool: a}]\n")
+    assert main(["run", str(task)]) == 2
+    assert "exactly one of `command`" in capsys.readouterr().err
