@@ -25,7 +25,7 @@ try:
 except ModelError as missing:
     pytest.skip(f"no embedded model: {missing}", allow_module_level=True)
 
-pytestmark = [pytest.mark.embedded]
+pytestmark = [pytest.mark.embedded, pytest.mark.timeout(300)]
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 

@@ -29,7 +29,7 @@ try:
 except ModelError as missing:
     pytest.skip(f"no embedded model: {missing}", allow_module_level=True)
 
-pytestmark = [pytest.mark.embedded, pytest.mark.anyio]
+pytestmark = [pytest.mark.embedded, pytest.mark.anyio, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ async def server() -> AsyncIterator[EmbeddedServer]:
 
 @pytest.fixture
 async def model(server: EmbeddedServer) -> AsyncIterator[OpenAIModel]:
-    client = OpenAIModel(base_url=server.url, model=server.model_name, timeout_s=60, max_retries=0)
+    client = OpenAIModel(base_url=server.url, model=server.model_name, timeout_s=150, max_retries=0)
     try:
         yield client
     finally:
