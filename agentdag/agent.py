@@ -10,14 +10,13 @@ import anyio
 from agentdag.errors import AgentdagError, InvalidReferenceError
 from agentdag.events import RunEventSink
 from agentdag.executor import Executor
-from agentdag.messages import Usage
 from agentdag.models.base import Model
 from agentdag.plan import Node, PlanProblem
 from agentdag.planning import Compiler, PlannerConfig
 from agentdag.references import resolve_references
 from agentdag.result import RunResult, RunStatus
 from agentdag.toolsets.base import JsonValue, Tool
-from agentdag.toolsets.model import ModelTool
+from agentdag.toolsets.model import model_tool_usage
 from agentdag.toolsets.registry import ToolRegistry
 
 __all__ = ["Agent"]
@@ -90,7 +89,7 @@ class Agent:
             answer: a template over node outputs (references such as `"${3}"`); by default the output
                 of the last node.
         """
-        before = self._tool_usage()
+        before = model_tool_usage(self.tools.values())
         result = await self.executor.run(plan)
         template = answer if answer is not None else (f"${{{plan[-1].id}}}" if plan else None)
         status: RunStatus = "done"
@@ -107,7 +106,7 @@ class Agent:
             status=status,
             answer=value,
             records=result.records,
-            usage={"tools": self._tool_usage() - before},
+            usage={"tools": model_tool_usage(self.tools.values()) - before},
             wall_s=result.wall_s,
             error=error,
         )
@@ -126,10 +125,3 @@ class Agent:
     def run_plan_sync(self, plan: Sequence[Node], *, answer: Any = None) -> RunResult:
         """`run_plan` for code that is not async (starts and closes its own event loop)."""
         return anyio.run(lambda: self.run_plan(plan, answer=answer))
-
-    def _tool_usage(self) -> Usage:
-        total = Usage()
-        for item in self.tools.values():
-            if isinstance(item, ModelTool):
-                total = total + item.usage
-        return total

@@ -12,10 +12,10 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 
 from agentdag.agent import Agent
@@ -34,7 +34,7 @@ from agentdag.toolsets.registry import ToolRegistry
 __all__ = ["main"]
 
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-T = TypeVar("T")
+Command = Callable[[argparse.Namespace], Awaitable[int]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,12 +96,18 @@ def _create_parser() -> argparse.ArgumentParser:
     executor.add_argument("--noop-nodes", type=_positive, default=10_000, help="nodes of the no-op DAG")
     executor.add_argument("--seed", type=int, default=0, help="random seed of the first run's DAGs")
     executor.add_argument("--runs", type=_positive, default=3, help="runs (seeds seed, seed+1, ...); medians reported")
-    executor.set_defaults(command=_bench_executor_command)
+    executor.set_defaults(
+        command=_bench(
+            "executor", "run_executor_bench", ("nodes", "noop_nodes", "seed", "runs"), _figures_table("executor")
+        )
+    )
     backend = benches.add_parser("backend", help="embedded model: tokens/s for 1 and for 4 concurrent requests")
     backend.add_argument("--json", action="store_true", help="print one JSON object")
     backend.add_argument("--max-tokens", type=_positive, default=128, help="completion tokens per request")
     backend.add_argument("--concurrency", type=_positive, default=4, help="concurrent requests")
-    backend.set_defaults(command=_bench_backend_command)
+    backend.set_defaults(
+        command=_bench("backend", "run_backend_bench", ("max_tokens", "concurrency"), _figures_table("backend"))
+    )
     search = benches.add_parser("search", help="multi-hop search: the DAG agent against the sequential ReAct agent")
     search.add_argument("--dataset", type=Path, default=None, help="a JSONL file of ../shared/data/search/")
     search.add_argument("--agent", choices=["dag", "react"], default="dag", help="the agent to measure")
@@ -112,7 +118,8 @@ def _create_parser() -> argparse.ArgumentParser:
     search.add_argument("--case-timeout-s", type=float, default=120.0, help="wall-time limit of one case")
     search.add_argument("--planner-style", choices=["json", "llmcompiler"], default="json", help="for real models")
     search.add_argument("--json", action="store_true", help="print one JSON object")
-    search.set_defaults(command=_bench_search_command)
+    search_options = ("dataset", "agent", "model", "limit", "latency_ms", "seed", "case_timeout_s", "planner_style")
+    search.set_defaults(command=_bench("search", "run_search_bench", search_options, _search_table))
     swe = benches.add_parser("swe", help="code fixes in a workspace MCP server, judged by the tests")
     swe.add_argument("--dataset", type=Path, default=None, help="a JSONL file of ../shared/data/swe/")
     swe.add_argument("--agent", choices=["dag", "react"], default="dag", help="the agent to measure")
@@ -121,7 +128,8 @@ def _create_parser() -> argparse.ArgumentParser:
     swe.add_argument("--candidates", type=_positive, default=1, help="parallel attempts per case, selected by tests")
     swe.add_argument("--case-timeout-s", type=float, default=300.0, help="wall-time limit of one case")
     swe.add_argument("--json", action="store_true", help="print one JSON object")
-    swe.set_defaults(command=_bench_swe_command)
+    swe_options = ("dataset", "agent", "model", "limit", "candidates", "case_timeout_s")
+    swe.set_defaults(command=_bench("swe", "run_swe_bench", swe_options, _swe_table))
     return parser
 
 
@@ -288,70 +296,54 @@ async def _serve_command(arguments: argparse.Namespace) -> int:
     return EXIT_DONE
 
 
-async def _bench_executor_command(arguments: argparse.Namespace) -> int:
-    run_executor_bench = _load_bench("executor", "run_executor_bench")
-    figures = await run_executor_bench(
-        nodes=arguments.nodes, noop_nodes=arguments.noop_nodes, seed=arguments.seed, runs=arguments.runs
-    )
-    _print_figures(figures, json_output=arguments.json, title="executor benchmark")
-    return EXIT_DONE
+BenchRenderer = Callable[[dict[str, Any]], RenderableType]
 
 
-async def _bench_backend_command(arguments: argparse.Namespace) -> int:
-    run_backend_bench = _load_bench("backend", "run_backend_bench")
-    figures = await run_backend_bench(max_tokens=arguments.max_tokens, concurrency=arguments.concurrency)
-    _print_figures(figures, json_output=arguments.json, title="backend benchmark")
-    return EXIT_DONE
+def _bench(module: str, function: str, options: Sequence[str], render: BenchRenderer) -> Command:
+    """A `bench` subcommand: run `agentdag.benchmarks.<module>.<function>` with the named options."""
+
+    async def command(arguments: argparse.Namespace) -> int:
+        runner = _load_bench(module, function)
+        try:
+            report = await runner(**{name: getattr(arguments, name) for name in options})
+        except (ValueError, FileNotFoundError) as error:
+            raise AgentdagError(str(error)) from None
+        if arguments.json:
+            print(json.dumps(report))
+        else:
+            Console().print(render(report))
+        return EXIT_DONE
+
+    return command
 
 
-async def _bench_search_command(arguments: argparse.Namespace) -> int:
-    run_search_bench = _load_bench("search", "run_search_bench")
-    try:
-        report = await run_search_bench(
-            dataset=arguments.dataset,
-            agent=arguments.agent,
-            model=arguments.model,
-            limit=arguments.limit,
-            latency_ms=arguments.latency_ms,
-            seed=arguments.seed,
-            case_timeout_s=arguments.case_timeout_s,
-            planner_style=arguments.planner_style,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        raise AgentdagError(str(error)) from None
-    if arguments.json:
-        print(json.dumps(report))
-    else:
-        search_module = importlib.import_module("agentdag.benchmarks.search")
-        Console().print(search_module.create_search_table(report))
-    return EXIT_DONE
+def _figures_table(title: str) -> BenchRenderer:
+    def render(figures: dict[str, Any]) -> Table:
+        table = Table(title=title)
+        table.add_column("figure")
+        table.add_column("value")
+        for key, value in figures.items():
+            table.add_row(key, str(value))
+        return table
+
+    return render
 
 
-async def _bench_swe_command(arguments: argparse.Namespace) -> int:
-    run_swe_bench = _load_bench("swe", "run_swe_bench")
-    try:
-        report = await run_swe_bench(
-            dataset=arguments.dataset,
-            agent=arguments.agent,
-            model=arguments.model,
-            limit=arguments.limit,
-            candidates=arguments.candidates,
-            case_timeout_s=arguments.case_timeout_s,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        raise AgentdagError(str(error)) from None
-    if arguments.json:
-        print(json.dumps(report))
-    else:
-        table = Table(title=f"SWE: {report['config']['dataset']}, {report['config']['agent']} agent")
-        for column in ("case", "resolved", "wall (s)", "model calls", "test runs", "error"):
-            table.add_column(column)
-        for item in report["items"]:
-            row = (item["id"], str(item["resolved"]), str(item["wall_s"]), str(item["model_calls"]))
-            table.add_row(*row, str(item["test_runs"]), _shorten(item["error"] or "", 60))
-        Console().print(table)
-        Console().print(report["summary"])
-    return EXIT_DONE
+def _search_table(report: dict[str, Any]) -> RenderableType:
+    table: RenderableType = importlib.import_module("agentdag.benchmarks.search").create_search_table(report)
+    return table
+
+
+def _swe_table(report: dict[str, Any]) -> Table:
+    table = Table(title=f"SWE: {report['config']['dataset']}, {report['config']['agent']} agent")
+    for column in ("case", "resolved", "wall (s)", "model calls", "test runs", "error"):
+        table.add_column(column)
+    for item in report["items"]:
+        row = (item["id"], str(item["resolved"]), str(item["wall_s"]), str(item["model_calls"]))
+        table.add_row(*row, str(item["test_runs"]), _shorten(item["error"] or "", 60))
+    summary = ", ".join(f"{key} {value}" for key, value in report["summary"].items())
+    table.caption = summary
+    return table
 
 
 def _load_bench(module: str, function: str) -> Callable[..., Awaitable[dict[str, Any]]]:
@@ -362,18 +354,6 @@ def _load_bench(module: str, function: str) -> Callable[..., Awaitable[dict[str,
     loaded = importlib.import_module(f"agentdag.benchmarks.{module}")
     runner: Callable[..., Awaitable[dict[str, Any]]] = getattr(loaded, function)
     return runner
-
-
-def _print_figures(figures: dict[str, Any], *, json_output: bool, title: str) -> None:
-    if json_output:
-        print(json.dumps(figures))
-        return
-    table = Table(title=title)
-    table.add_column("figure")
-    table.add_column("value")
-    for key, value in figures.items():
-        table.add_row(key, str(value))
-    Console().print(table)
 
 
 if __name__ == "__main__":

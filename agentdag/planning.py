@@ -44,7 +44,7 @@ from agentdag.schemas import (
     parse_refinement,
 )
 from agentdag.templates import PlannerTemplate, fill, load_template
-from agentdag.toolsets.model import ModelTool
+from agentdag.toolsets.model import model_tool_usage
 
 __all__ = ["Compiler", "PlannerConfig"]
 
@@ -122,7 +122,7 @@ class Compiler:
         self._node_ended = anyio.Event()
         self._refinements = 0
         self._started = 0.0
-        self._tool_usage_before = self._tool_usage()
+        self._tool_usage_before = model_tool_usage(self.tools.values())
 
     async def run(self, task: str) -> RunResult:
         """Plan, execute, join and replan until the joiner finishes or a limit stops the run."""
@@ -146,7 +146,7 @@ class Compiler:
             status=status,
             answer=answer,
             records=execution.records,
-            usage={**self.usage, "tools": self._tool_usage() - self._tool_usage_before},
+            usage={**self.usage, "tools": model_tool_usage(self.tools.values()) - self._tool_usage_before},
             wall_s=time.perf_counter() - self._started,
             error=error,
             replans=tuple(self.replans),
@@ -211,7 +211,7 @@ class Compiler:
         budget = self.config.max_total_tokens
         spent = (
             sum(usage.total_tokens for usage in self.usage.values())
-            + (self._tool_usage() - self._tool_usage_before).total_tokens
+            + (model_tool_usage(self.tools.values()) - self._tool_usage_before).total_tokens
         )
         if budget is not None and spent >= budget:
             return f"token budget ({budget}) spent ({spent} tokens)"
@@ -486,13 +486,6 @@ class Compiler:
         return f"{call} -> {record.status.upper()}: {_truncate(reason, self.config.observation_chars)}"
 
     # -- bookkeeping --------------------------------------------------------------------------------
-
-    def _tool_usage(self) -> Usage:
-        total = Usage()
-        for tool in self.tools.values():
-            if isinstance(tool, ModelTool):
-                total = total + tool.usage
-        return total
 
     def _emit(self, kind: RunEventKind, round_index: int = 0, detail: str = "") -> None:
         if not self.on_event:

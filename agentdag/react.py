@@ -28,7 +28,7 @@ from agentdag.models.base import Model
 from agentdag.plan import Node
 from agentdag.result import RunResult, RunStatus
 from agentdag.toolsets.base import JsonValue, Tool
-from agentdag.toolsets.model import ModelTool
+from agentdag.toolsets.model import model_tool_usage
 from agentdag.toolsets.registry import ToolRegistry
 
 __all__ = ["ReActAgent", "create_step_schema"]
@@ -145,7 +145,7 @@ class ReActAgent:
         Model failures and tool failures do not raise: the result says what happened.
         """
         started = time.perf_counter()
-        tool_usage_before = self._tool_usage()
+        tool_usage_before = model_tool_usage(self.tools.values())
         messages = [Message("system", self.system_prompt), Message("user", f"Question: {question}")]
         usage = Usage()
         answer: str | None = None
@@ -175,18 +175,15 @@ class ReActAgent:
             status=status,
             answer=answer,
             records=execution.records,
-            usage={"planner": usage, "joiner": Usage(), "tools": self._tool_usage() - tool_usage_before},
+            usage={
+                "planner": usage,
+                "joiner": Usage(),
+                "tools": model_tool_usage(self.tools.values()) - tool_usage_before,
+            },
             wall_s=time.perf_counter() - started,
             error=error,
             first_dispatch_s=_first_dispatch(execution, started),
         )
-
-    def _tool_usage(self) -> Usage:
-        total = Usage()
-        for item in self.tools.values():
-            if isinstance(item, ModelTool):
-                total += item.usage
-        return total
 
 
 def _first_dispatch(execution: Execution, started: float) -> float | None:

@@ -145,15 +145,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m agentdag.tools.calculator",
         description="MCP server with one tool, calculate(expression) -> number: safe arithmetic, never eval.",
     )
-    parser.add_argument(
-        "--http", type=int, metavar="PORT", help="serve streamable HTTP on 127.0.0.1:PORT/mcp instead of stdio"
-    )
+    from .transport import add_transport_arguments, serve  # the MCP SDK only for the server, not for TOOLS
+
+    add_transport_arguments(parser)
     args = parser.parse_args(argv)
     server = create_server()
-    if args.http is None:
-        server.run("stdio")
-    else:
-        server.run("streamable-http", host="127.0.0.1", port=args.http)
+    serve(server, args)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from .search_index import SearchIndex, SimulatedLatency
+from .transport import add_transport_arguments, serve
 
 __all__ = ["LookupResult", "SearchResult", "create_server", "main"]
 
@@ -142,9 +143,7 @@ def create_parser() -> argparse.ArgumentParser:
         "--latency-ms", type=float, default=0.0, metavar="MS", help="simulated mean latency per call (default: 0)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the latency jitter (default: 0)")
-    parser.add_argument(
-        "--http", type=int, metavar="PORT", help="serve streamable HTTP on 127.0.0.1:PORT/mcp instead of stdio"
-    )
+    add_transport_arguments(parser)
     return parser
 
 
@@ -161,10 +160,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (OSError, ValueError) as error:
         sys.exit(f"search: cannot index the corpus: {error}")
     server = create_server(index, latency=SimulatedLatency(mean_ms=args.latency_ms, seed=args.seed))
-    if args.http is None:
-        server.run("stdio")
-    else:
-        server.run("streamable-http", host="127.0.0.1", port=args.http)
+    serve(server, args)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from .confine import DEFAULT_MAX_OUTPUT_BYTES, PathEscapeError, TestRun, confine, run_command
+from .transport import add_transport_arguments, serve
 
 __all__ = ["FileListing", "TestRun", "WorkspaceConfig", "create_server", "main", "run_command"]
 
@@ -263,9 +264,7 @@ def create_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_OUTPUT_BYTES,
         help="bound on run_tests' output; the head and tail are kept (default: 20000)",
     )
-    parser.add_argument(
-        "--http", type=int, metavar="PORT", help="serve streamable HTTP on 127.0.0.1:PORT/mcp instead of stdio"
-    )
+    add_transport_arguments(parser)
     return parser
 
 
@@ -283,10 +282,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         server = create_server(config)
     except OSError as error:
         sys.exit(f"workspace: {error}")
-    if args.http is None:
-        server.run("stdio")
-    else:
-        server.run("streamable-http", host="127.0.0.1", port=args.http)
+    serve(server, args)
 
 
 if __name__ == "__main__":

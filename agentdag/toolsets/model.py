@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import pydantic
@@ -11,7 +12,7 @@ from agentdag.messages import Message, ModelRequest, ModelSettings, Usage
 from agentdag.models.base import Model
 from agentdag.toolsets.base import JsonValue, Tool, ToolPolicy
 
-__all__ = ["ModelTool"]
+__all__ = ["ModelTool", "model_tool_usage"]
 
 
 class _Arguments(pydantic.BaseModel):
@@ -48,3 +49,12 @@ class ModelTool(Tool):
         )
         self.usage = self.usage + response.usage
         return response.text.strip()
+
+
+def model_tool_usage(tools: Iterable[Tool]) -> Usage:
+    """The model usage of every `ModelTool` among `tools`, summed (the "tools" role of a run)."""
+    total = Usage()
+    for item in tools:
+        if isinstance(item, ModelTool):
+            total = total + item.usage
+    return total
