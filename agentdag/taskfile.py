@@ -19,6 +19,7 @@ from agentdag.models.base import Model
 from agentdag.models.config import ModelConfig
 from agentdag.plan import Node
 from agentdag.planning import PlannerConfig
+from agentdag.scaling import ScalingConfig, create_strategy
 from agentdag.toolsets.base import Tool
 from agentdag.toolsets.mcp_config import McpServerConfig
 from agentdag.toolsets.model import ModelTool
@@ -57,6 +58,25 @@ class Limits(_Strict):
     timeout_s: float | None = Field(default=300.0, gt=0)
 
 
+class RoleScaling(_Strict):
+    """Test-time scaling per model role: a strategy, or a list of strategies stacked innermost first.
+
+    Attributes:
+        planner: wraps the planner's calls.
+        joiner: wraps the joiner's calls, which give the final answer.
+        tools: wraps the calls of the `llm` tool.
+    """
+
+    planner: ScalingConfig | list[ScalingConfig] | None = None
+    joiner: ScalingConfig | list[ScalingConfig] | None = None
+    tools: ScalingConfig | list[ScalingConfig] | None = None
+
+    def wrap(self, role: str, model: Model) -> Model:
+        """`model` wrapped in the strategies configured for `role` ("planner", "joiner" or "tools")."""
+        config: ScalingConfig | list[ScalingConfig] | None = getattr(self, role)
+        return model if config is None else create_strategy(config, model)
+
+
 class TaskFile(_Strict):
     """The schema of a task file.
 
@@ -68,6 +88,7 @@ class TaskFile(_Strict):
             relative `cwd` (default: the task file's folder) is taken from the task file's folder.
         model: the model backend (default: the embedded llama.cpp server).
         planner: planner, joiner and replanning settings (when there is no fixed `plan`).
+        scaling: test-time scaling strategies for the planner, the joiner and the `llm` tool.
         plan: a fixed plan to run instead of asking a planner.
         answer: for a fixed plan, the answer as a template over node outputs (`"${3}"`,
             `{"$ref": 3, "path": "items.0"}`, ...); defaults to the output of the last node.
@@ -79,6 +100,7 @@ class TaskFile(_Strict):
     mcp_servers: list[McpServerConfig] = Field(default_factory=list)
     model: ModelConfig = Field(default_factory=ModelConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    scaling: RoleScaling = Field(default_factory=RoleScaling)
     plan: list[Node] | None = None
     answer: Any = None
     limits: Limits = Field(default_factory=Limits)

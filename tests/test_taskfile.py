@@ -85,3 +85,23 @@ def test_any_text_loads_or_raises_only_task_file_error(text: str) -> None:
     else:
         message = "loaded"
     assert message
+
+
+@pytest.mark.asyncio
+async def test_scaling_wraps_the_configured_roles_only() -> None:
+    from agentdag.messages import Message, ModelRequest
+    from agentdag.models import FunctionModel
+
+    text = "task: x\nscaling:\n  joiner: {strategy: best_of_n, n: 3}\n  tools: [{strategy: single}]\n"
+    task = parse_task_file(text)
+    base = FunctionModel(lambda request: "The answer is 42.")
+    joiner = task.scaling.wrap("joiner", base)
+    assert task.scaling.wrap("planner", base) is base
+    response = await joiner.request(ModelRequest(messages=(Message("user", "q"),)))
+    assert len(base.requests) == 3  # three samples drawn for best-of-3
+    assert "42" in response.text
+
+
+def test_unknown_scaling_strategies_are_rejected_with_the_key() -> None:
+    with pytest.raises(TaskFileError, match=r"t.yaml:3: scaling.planner"):
+        parse_task_file("task: x\nscaling:\n  planner: {strategy: magic}\n", source="t.yaml")
