@@ -6,6 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,48 @@ async def test_mcp_server_git_over_stdio(repo: Path) -> None:
     assert result.succeeded
     assert "b.txt" in str(result.records[1].output)
     assert "first commit" in str(result.records[2].output)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def http_calculator() -> Iterator[str]:
+    """The calculator MCP server over streamable HTTP on a free loopback port; yields its URL."""
+    import socket
+    import time
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agentdag.tools.calculator", "--http", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # wait until it listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.asyncio
+async def test_a_server_over_streamable_http(http_calculator: str) -> None:
+    config = McpServerConfig(name="calc", url=http_calculator)
+    async with McpToolset(config) as toolset:
+        (calculate,) = toolset.tools
+        assert await calculate.call({"expression": "6 * 7"}) == 42
