@@ -4,6 +4,9 @@ Run it over stdio (or streamable HTTP on 127.0.0.1 with `--http PORT`)::
 
     python -m agentdag.tools.workspace --root DIR --test-command "python -m pytest -q" --timeout-s 60
 
+With `--copy-of DIR` instead of `--root DIR` the server works on a fresh temporary copy of DIR, removed
+when it exits, so an example or a demo never changes the files it starts from.
+
 Tools:
 
 * `list_files(path=".") -> {files, truncated}` (read-only): the files under `path`, recursively;
@@ -23,7 +26,10 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
+import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,7 +250,14 @@ def create_parser() -> argparse.ArgumentParser:
         description="MCP server: list/read/write/patch files confined to a root folder and run its tests. "
         "Tools: list_files, read_file, write_file, patch_file, run_tests.",
     )
-    parser.add_argument("--root", type=Path, required=True, metavar="DIR", help="the workspace folder")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--root", type=Path, metavar="DIR", help="the workspace folder (edited in place)")
+    where.add_argument(
+        "--copy-of",
+        type=Path,
+        metavar="DIR",
+        help="serve a fresh temporary copy of DIR instead, removed when the server exits (DIR is never changed)",
+    )
     parser.add_argument(
         "--test-command",
         default=DEFAULT_TEST_COMMAND,
@@ -271,8 +284,22 @@ def create_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve the workspace until the client disconnects."""
     args = create_parser().parse_args(argv)
+    if args.copy_of is not None:
+        if not args.copy_of.is_dir():
+            sys.exit(f"workspace: --copy-of {args.copy_of} is not a directory")
+        # A client that stops the server with SIGTERM still gets the copy removed.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        with tempfile.TemporaryDirectory(prefix="agentdag-workspace-") as scratch:
+            root = Path(scratch) / args.copy_of.resolve().name
+            shutil.copytree(args.copy_of, root, ignore=shutil.ignore_patterns(*SKIPPED_FOLDERS))
+            _serve_root(root, args)
+        return
+    _serve_root(args.root, args)
+
+
+def _serve_root(root: Path, args: argparse.Namespace) -> None:
     config = WorkspaceConfig(
-        root=args.root,
+        root=root,
         test_command=args.test_command,
         timeout_s=args.timeout_s,
         memory_mb=args.memory_mb,
