@@ -8,28 +8,36 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import anyio
 from rich.console import Console, RenderableType
+from rich.live import Live
 from rich.table import Table
 
 from agentdag.agent import Agent
 from agentdag.errors import AgentdagError, ModelError, PlanError, TaskFileError
-from agentdag.messages import Usage
+from agentdag.events import Event, RunEventSink
 from agentdag.models.base import Model
 from agentdag.models.config import ModelConfig, open_model
 from agentdag.models.embedded import serve_forever
 from agentdag.models.function import FunctionModel
+from agentdag.pictures import draw_plan, draw_timeline, ensure_plots_available, plan_to_dot, plan_to_mermaid
 from agentdag.plan import Node, dependencies_of, validate_plan
 from agentdag.result import RunResult
+from agentdag.summary import RunSummary, summarize
 from agentdag.taskfile import MODEL_TOOL, TaskFile, load_task_file, load_task_tools, resolve_servers
+from agentdag.telemetry import OtelRecorder, otel_enabled
 from agentdag.toolsets.base import Tool
 from agentdag.toolsets.registry import ToolRegistry
+from agentdag.trace import Redactor, TraceFileError, TraceWriter, read_trace, result_to_json
+from agentdag.view import MeteredModel, RunView, render_answer, render_summary
 
 __all__ = ["main"]
 
@@ -62,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _escape(text: str) -> str:
-    return text.replace("[", r"\[")
+    # Every message printed through here is also cleared of API keys (see agentdag.trace.Redactor).
+    return str(Redactor.from_environment().redact(text)).replace("[", r"\[")
 
 
 def _create_parser() -> argparse.ArgumentParser:
@@ -71,16 +80,35 @@ def _create_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a task file")
     run.add_argument("task", type=Path, help="the task file (YAML)")
-    run.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    run.add_argument("--quiet", action="store_true", help="print only the answer")
+    run.add_argument("--json", action="store_true", help="print the result as one JSON object (no live view)")
+    run.add_argument("--quiet", action="store_true", help="print only the answer (no live view)")
+    run.add_argument(
+        "--trace", type=Path, default=None, metavar="PATH", help="where to write the JSONL trace (default: runs/)"
+    )
+    run.add_argument("--no-trace", action="store_true", help="write no trace")
+    run.add_argument("--timeline", type=Path, default=None, metavar="PNG", help="save a Gantt chart of the nodes")
+    run.add_argument("--otel", action="store_true", help="record OpenTelemetry spans (also: AGENTDAG_OTEL=1)")
     run.set_defaults(command=_run_command)
 
     plan = commands.add_parser(
         "plan", help="print the task's DAG without running it (its fixed plan, or the planner's draft)"
     )
     plan.add_argument("task", type=Path, help="the task file (YAML)")
-    plan.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+    plan.add_argument(
+        "--format", choices=["text", "json", "mermaid", "dot", "png"], default="text", help="output format"
+    )
+    plan.add_argument(
+        "--output", type=Path, default=None, metavar="PATH", help="write to a file (png default: TASK-plan.png)"
+    )
     plan.set_defaults(command=_plan_command)
+
+    trace = commands.add_parser("trace", help="read run traces")
+    traces = trace.add_subparsers(required=True, metavar="ACTION")
+    show = traces.add_parser("show", help="render a trace's summary again")
+    show.add_argument("file", type=Path, help="a trace written by `agentdag run` (JSONL)")
+    show.add_argument("--json", action="store_true", help="print the trace's result as one JSON object")
+    show.add_argument("--timeline", type=Path, default=None, metavar="PNG", help="save a Gantt chart of the nodes")
+    show.set_defaults(command=_trace_show_command)
 
     serve = commands.add_parser("serve", help="serve the embedded model so that several runs share it")
     serve.add_argument("--slots", type=int, default=4, help="requests decoded in parallel (default 4)")
@@ -130,6 +158,16 @@ def _create_parser() -> argparse.ArgumentParser:
     swe.add_argument("--json", action="store_true", help="print one JSON object")
     swe_options = ("dataset", "agent", "model", "limit", "candidates", "case_timeout_s")
     swe.set_defaults(command=_bench("swe", "run_swe_bench", swe_options, _swe_table))
+    scaling = benches.add_parser("scaling", help="test-time scaling strategies side by side: accuracy against tokens")
+    scaling.add_argument("--strategy", type=_names, default=[], dest="strategies", help="NAME[,NAME...] (default: all)")
+    scaling.add_argument("--dataset", default=None, help="a JSONL of ../shared/data/math/, or 'arithmetic'")
+    scaling.add_argument("--model", default="simulated", help="simulated, local (the embedded model) or a server URL")
+    scaling.add_argument("--limit", type=_positive, default=20, help="questions")
+    scaling.add_argument("--seed", type=int, default=0, help="seed of the samples and the simulated model")
+    scaling.add_argument("--plot", type=Path, default=None, help="write the accuracy-tokens Pareto plot (PNG) here")
+    scaling.add_argument("--json", action="store_true", help="print one JSON object")
+    scaling_options = ("strategies", "dataset", "model", "limit", "seed", "plot")
+    scaling.set_defaults(command=_bench("scaling", "run_scaling_bench", scaling_options, _scaling_table))
     return parser
 
 
@@ -145,17 +183,114 @@ def _positive(text: str) -> int:
 
 async def _run_command(arguments: argparse.Namespace) -> int:
     task = load_task_file(arguments.task)
-    async with _open_agent(task, arguments.task.parent, need_model=task.plan is None) as agent:
-        if task.plan is not None:
-            result = await agent.run_plan(task.plan, answer=task.answer)
-        else:
-            result = await agent.run(task.task)
-    _print_result(result, json_output=arguments.json, quiet=arguments.quiet)
+    if arguments.timeline is not None:
+        ensure_plots_available()  # before the run, not after it
+    redactor = Redactor.from_environment(task.model.api_key.get_secret_value() if task.model.api_key else None)
+    console = _stdout_console()
+    view = RunView(title=task.task, redact=redactor.redact)
+    sinks: list[RunEventSink] = [view]
+
+    def fan_out(event: Event) -> None:
+        for sink in sinks:
+            sink(event)
+
+    trace: TraceWriter | None = None
+    otel: OtelRecorder | None = None
+    result: RunResult | None = None
+    try:
+        async with _open_agent(
+            task, arguments.task.parent, need_model=task.plan is None, on_event=[fan_out], view=view
+        ) as agent:
+            if not arguments.no_trace:
+                path = arguments.trace or _default_trace_path(arguments.task)
+                trace = TraceWriter.create(
+                    path, task=task.task, task_file=arguments.task, tools=agent.tools.keys(), redactor=redactor
+                )
+                sinks.append(trace)
+            if otel_enabled(arguments.otel):
+                otel = OtelRecorder(model=agent.planner_model.name if agent.planner_model else None)
+                sinks.append(otel)
+            live = console.is_terminal and not (arguments.quiet or arguments.json)
+            with Live(view, console=console, refresh_per_second=8, transient=True) if live else nullcontext():
+                if task.plan is not None:
+                    result = await agent.run_plan(task.plan, answer=task.answer)
+                else:
+                    result = await agent.run(task.task)
+    finally:
+        if otel is not None:
+            otel.finish(result, error=None if result is not None else "the run did not finish")
+        if trace is not None and result is None:
+            trace.close()  # no result line: `trace show` reports the trace as truncated
+    assert result is not None  # the block above either set it or raised
+    result_json: dict[str, Any] = redactor.redact(result_to_json(result, node_tokens=view.node_tokens))
+    if trace is not None:
+        trace.finish(result_json)
+    summary = summarize(result_json)
+    if arguments.timeline is not None:
+        draw_timeline(summary, arguments.timeline, title=task.task, steps=view.steps)
+    _print_result(
+        summary,
+        result_json,
+        json_output=arguments.json,
+        quiet=arguments.quiet,
+        trace_path=None if trace is None else str(trace.path),
+        timeline=arguments.timeline,
+    )
     return EXIT_DONE if result.status == "done" else EXIT_FAILED
+
+
+def _stdout_console() -> Console:
+    """The console for results: as wide as the terminal, or 120 columns when writing to a pipe or file."""
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=120)
+    return console
+
+
+def _default_trace_path(task_file: Path) -> Path:
+    """`runs/<timestamp>-<task file stem>.jsonl` under the current folder, never overwriting a trace."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path("runs") / f"{stamp}-{task_file.stem}.jsonl"
+    counter = 1
+    while path.exists():
+        counter += 1
+        path = Path("runs") / f"{stamp}-{task_file.stem}-{counter}.jsonl"
+    return path
+
+
+async def _trace_show_command(arguments: argparse.Namespace) -> int:
+    trace = read_trace(arguments.file)
+    try:
+        summary = summarize(trace.result)
+    except ValueError as error:
+        raise TraceFileError(f"{arguments.file}: the result line is {error}") from None
+    if arguments.timeline is not None:
+        try:
+            steps = [(str(line["kind"]), float(line["time"])) for line in trace.events if line["type"] == "run"]
+        except (KeyError, TypeError, ValueError):
+            raise TraceFileError(f"{arguments.file}: a planner/joiner event line lacks its kind or time") from None
+        draw_timeline(summary, arguments.timeline, title=str(trace.header.get("task", "")), steps=steps)
+    if arguments.json:
+        print(json.dumps({key: value for key, value in trace.result.items() if key != "type"}, ensure_ascii=False))
+        return EXIT_DONE if summary.status == "done" else EXIT_FAILED
+    console = _stdout_console()
+    header = trace.header
+    console.print(
+        f"[bold]{_escape(str(header.get('task', '')))}[/]\n"
+        f"[dim]{_escape(str(header.get('task_file', '')))} · started {header.get('started_at', '?')} · "
+        f"{len(trace.events)} events · tools: {_escape(', '.join(map(str, header.get('tools', []))))}[/]",
+        soft_wrap=True,
+    )
+    console.print(render_summary(summary, width=console.width), soft_wrap=True)
+    if arguments.timeline is not None:
+        console.print(f"[bold]timeline:[/] {_escape(str(arguments.timeline))}", highlight=False)
+    return EXIT_DONE if summary.status == "done" else EXIT_FAILED
 
 
 async def _plan_command(arguments: argparse.Namespace) -> int:
     task = load_task_file(arguments.task)
+    if arguments.format == "png":
+        ensure_plots_available()
     if task.plan is not None:
         nodes = list(task.plan)
         # Validation needs the tools' schemas only: the `llm` tool is described without opening a model.
@@ -174,28 +309,71 @@ async def _plan_command(arguments: argparse.Namespace) -> int:
                 + _escape(lines),
                 soft_wrap=True,
             )
-    if arguments.format == "json":
-        print(json.dumps({"nodes": [node.model_dump(mode="json") for node in nodes]}, indent=2))
-    else:
+    if arguments.format == "png":
+        output = arguments.output or Path(f"{arguments.task.stem}-plan.png")
+        draw_plan(nodes, output, title=task.task)
+        print(output)
+    elif arguments.format == "text" and arguments.output is None:
         _print_plan(nodes)
+    else:
+        text = {
+            "json": lambda: json.dumps({"nodes": [node.model_dump(mode="json") for node in nodes]}, indent=2) + "\n",
+            "mermaid": lambda: plan_to_mermaid(nodes),
+            "dot": lambda: plan_to_dot(nodes),
+            "text": lambda: "\n".join(f"{node.id}: {node.tool} {json.dumps(node.arguments)}" for node in nodes) + "\n",
+        }[arguments.format]()
+        if arguments.output is None:
+            sys.stdout.write(text)
+        else:
+            _write_text(arguments.output, text)
     return EXIT_FAILED if problems else EXIT_DONE
 
 
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise AgentdagError(f"{path}: cannot write: {error.strerror}") from None
+
+
 @asynccontextmanager
-async def _open_agent(task: TaskFile, base_dir: Path, *, need_model: bool) -> AsyncIterator[Agent]:
-    """An agent for a task file, with its model open when the planner or the `llm` tool needs it."""
+async def _open_agent(
+    task: TaskFile,
+    base_dir: Path,
+    *,
+    need_model: bool,
+    on_event: Sequence[RunEventSink] = (),
+    view: RunView | None = None,
+) -> AsyncIterator[Agent]:
+    """An agent for a task file, with its model open when the planner or the `llm` tool needs it.
+
+    With a `view`, the model is metered so that the view counts tokens as they are spent: the planner's
+    and joiner's through one wrapper, the `llm` tool's (per node) through another.
+    """
     async with AsyncExitStack() as stack:
-        model = None
+        model: Model | None = None
+        tool_model: Model | None = None
         if need_model or MODEL_TOOL in task.tools:
-            model = await stack.enter_async_context(open_model(task.model))
-        tools = await stack.enter_async_context(_open_tools(task, base_dir, model))
+            model = tool_model = await stack.enter_async_context(open_model(task.model))
+            if view is not None:
+                model, tool_model = (
+                    MeteredModel(model, view.count_model_usage),
+                    MeteredModel(model, view.count_tool_usage),
+                )
+        scaling = task.scaling
+        tools = await stack.enter_async_context(
+            _open_tools(task, base_dir, None if tool_model is None else scaling.wrap("tools", tool_model))
+        )
         yield Agent(
             tools=tools,
             model=model,
+            planner_model=None if model is None else scaling.wrap("planner", model),
+            joiner_model=None if model is None else scaling.wrap("joiner", model),
             planner=task.planner,
             max_concurrency=task.limits.max_concurrency,
             tool_concurrency=task.limits.tool_concurrency,
             timeout_s=task.limits.timeout_s,
+            on_event=on_event,
         )
 
 
@@ -224,62 +402,31 @@ def _print_plan(nodes: Sequence[Node]) -> None:
     console.print(table)
 
 
-def _print_result(result: RunResult, *, json_output: bool, quiet: bool) -> None:
+def _print_result(
+    summary: RunSummary,
+    result_json: dict[str, Any],
+    *,
+    json_output: bool,
+    quiet: bool,
+    trace_path: str | None,
+    timeline: Path | None,
+) -> None:
     if json_output:
-        print(json.dumps(_result_json(result), ensure_ascii=False))
+        print(json.dumps(result_json, ensure_ascii=False))
         return
-    console = Console()
+    console = _stdout_console()
     if not quiet:
-        table = Table(title=f"{len(result.records)} nodes in {result.wall_s:.2f} s")
-        for column in ("id", "tool", "status", "time (s)", "output or error"):
-            table.add_column(column)
-        for record in result.records.values():
-            detail = record.error.message if record.error else json.dumps(record.output, ensure_ascii=False)
-            duration = f"{record.duration_s:.3f}" if record.duration_s is not None else "-"
-            table.add_row(str(record.id), record.node.tool, record.status, duration, _shorten(detail, 80))
-        console.print(table)
-    if result.status == "done":
-        answer = result.answer if isinstance(result.answer, str) else json.dumps(result.answer, ensure_ascii=False)
-        console.print(answer, markup=False, highlight=False)
-    else:
-        Console(stderr=True).print(f"[bold red]task failed:[/] {_escape(result.error or 'no answer')}", soft_wrap=True)
+        console.print(render_summary(summary, trace_path=trace_path, width=console.width), soft_wrap=True)
+        if timeline is not None:
+            console.print(f"[bold]timeline:[/] {_escape(str(timeline))}", highlight=False)
+    elif summary.status == "done":
+        console.print(render_answer(summary.answer), markup=False, highlight=False, soft_wrap=True)
+    if summary.status != "done":
+        Console(stderr=True).print(f"[bold red]task failed:[/] {_escape(summary.error or 'no answer')}", soft_wrap=True)
 
 
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _result_json(result: RunResult) -> dict[str, Any]:
-    return {
-        "status": result.status,
-        "answer": result.answer,
-        "error": result.error,
-        "wall_s": round(result.wall_s, 4),
-        "usage": {role: _usage_json(usage) for role, usage in result.usage.items()},
-        "nodes": [
-            {
-                "id": record.id,
-                "tool": record.node.tool,
-                "status": record.status,
-                "arguments": record.arguments,
-                "output": record.output,
-                "error": None if record.error is None else {"kind": record.error.kind, "message": record.error.message},
-                "started_at": record.started_at,
-                "finished_at": record.finished_at,
-                "attempts": record.attempts,
-            }
-            for record in result.records.values()
-        ],
-    }
-
-
-def _usage_json(usage: Usage) -> dict[str, Any]:
-    return {
-        "calls": usage.calls,
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "latency_s": round(usage.latency_s, 4),
-    }
 
 
 # -- serve and bench -------------------------------------------------------------------------------
@@ -332,6 +479,15 @@ def _figures_table(title: str) -> BenchRenderer:
 def _search_table(report: dict[str, Any]) -> RenderableType:
     table: RenderableType = importlib.import_module("agentdag.benchmarks.search").create_search_table(report)
     return table
+
+
+def _scaling_table(report: dict[str, Any]) -> RenderableType:
+    table: RenderableType = importlib.import_module("agentdag.benchmarks.scaling").create_scaling_table(report)
+    return table
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _swe_table(report: dict[str, Any]) -> Table:

@@ -12,6 +12,12 @@ from agentdag.cli import main
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs write their traces under ./runs: keep them out of the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "task.yaml"
     path.write_text(text)
