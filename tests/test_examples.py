@@ -140,3 +140,29 @@ def test_openai_server(openai_stub: str, tmp_path: Path, capsys: pytest.CaptureF
     usage = result["usage"]
     assert isinstance(usage, dict)
     assert usage["planner"]["calls"] == 1 and usage["joiner"]["calls"] == 1
+
+
+def test_scaling_answer_stops_when_a_window_of_samples_agrees() -> None:
+    import anyio
+
+    task = load_task_file(EXAMPLES / "scaling_answer.yaml")
+    replies = iter(["44", "43", "44", "44", "44", "44", "12", "12", "12"])
+    model = FunctionModel(lambda request: next(replies))
+    tools = load_task_tools(task, base_dir=EXAMPLES, model=task.scaling.wrap("tools", model))
+    assert task.plan is not None
+    result = anyio.run(lambda: Agent(tools=tools).run_plan(task.plan or [], answer=task.answer))
+    assert result.status == "done"
+    assert result.answer == {"circumference": 43.982297150257104, "rounded": "44"}
+    assert len(model.requests) == 6  # two windows of three; the second agreed, so sampling stopped
+    assert "43.98" in model.requests[0].messages[-1].content
+
+
+@pytest.mark.embedded
+@pytest.mark.timeout(300)
+def test_scaling_answer_on_the_embedded_model(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("xllamacpp")
+    result = run_json(EXAMPLES / "scaling_answer.yaml", capsys=capsys)
+    assert result["status"] == "done"
+    usage = result["usage"]
+    assert isinstance(usage, dict)
+    assert 3 <= usage["tools"]["calls"] <= 9  # at least one window, at most max_n samples
