@@ -219,13 +219,7 @@ async def _open_bench_model(model: str, questions: list[_Question], seed: int) -
     if model == "simulated":
         yield SimulatedModel([(item.question, item.answer) for item in questions], seed=seed)
         return
-    if model == "local":
-        config = ModelConfig()
-    elif model.startswith(("http://", "https://")):
-        config = ModelConfig(provider="openai", base_url=model)
-    else:
-        raise ValueError(f"--model must be simulated, local or an http(s) URL, got {model!r}")
-    async with open_model(config) as opened:
+    async with open_model(ModelConfig.from_name(model, others=["simulated"])) as opened:
         yield opened
 
 

@@ -139,13 +139,7 @@ async def _open_shared_model(model: str) -> AsyncIterator[Model | None]:
     if model == "oracle":
         yield None
         return
-    if model == "local":
-        config = ModelConfig()
-    elif model.startswith(("http://", "https://")):
-        config = ModelConfig(provider="openai", base_url=model)
-    else:
-        raise ValueError(f"--model must be oracle, local or an http(s) URL, got {model!r}")
-    async with open_model(config) as opened:
+    async with open_model(ModelConfig.from_name(model, others=["oracle"])) as opened:
         yield opened
 
 

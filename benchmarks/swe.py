@@ -44,6 +44,7 @@ __all__ = ["SweCase", "load_swe_cases", "run_swe_bench"]
 
 AgentKind = Literal["dag", "react"]
 DEFAULT_DATASET = "quixbugs.jsonl"
+_SCRIPTED = ("oracle", "noop")
 _MEMORY_BYTES = 2048 * 2**20  # the workspace server's default limit, for the harness's own test run too
 
 
@@ -136,14 +137,13 @@ async def run_swe_bench(
         ValueError: `model` is none of the accepted values, or the data set is malformed.
         FileNotFoundError: the data set is missing.
     """
-    if model not in ("oracle", "noop", "local") and not model.startswith(("http://", "https://")):
-        raise ValueError(f"--model must be oracle, noop, local or an http(s) URL, not {model!r}")
+    model_config = None if model in _SCRIPTED else ModelConfig.from_name(model, others=_SCRIPTED)
     path = dataset if dataset is not None else find_data_dir() / "swe" / DEFAULT_DATASET
     if not path.is_file():
         raise FileNotFoundError(f"no SWE data set at {path}")
     cases = load_swe_cases(path, limit=limit)
     items: list[dict[str, Any]] = []
-    async with _open_shared_model(model) as shared:
+    async with _open_shared_model(model_config) as shared:
         for case in cases:
             item = await _run_case(
                 case, agent=agent, model=model, shared=shared, candidates=candidates,
@@ -157,11 +157,11 @@ async def run_swe_bench(
 
 
 @asynccontextmanager
-async def _open_shared_model(model: str) -> AsyncIterator[Model | None]:
-    if model in ("oracle", "noop"):
+async def _open_shared_model(config: ModelConfig | None) -> AsyncIterator[Model | None]:
+    """The model every case shares, or None for the scripted models (one per case)."""
+    if config is None:
         yield None
         return
-    config = ModelConfig() if model == "local" else ModelConfig(provider="openai", base_url=model)
     async with open_model(config) as opened:
         yield opened
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Literal
@@ -68,6 +68,24 @@ class ModelConfig(BaseModel):
                     f"(the embedded backend takes model_path instead)"
                 )
         return self
+
+    @classmethod
+    def from_name(cls, name: str, *, others: Sequence[str] = ()) -> ModelConfig:
+        """The config for a model named on a command line: `local` (the embedded model) or a server URL.
+
+        Args:
+            name: "local", or the `http(s)://` API root of an OpenAI-compatible server.
+            others: names the caller handles itself (e.g. scripted models), listed in the error.
+
+        Raises:
+            ValueError: `name` is neither.
+        """
+        if name == "local":
+            return cls()
+        if name.startswith(("http://", "https://")):
+            return cls(provider="openai", base_url=name)
+        choices = ", ".join([*others, "local"])
+        raise ValueError(f"--model must be {choices} or an http(s) URL, not {name!r}")
 
     def effective_provider(self) -> Literal["embedded", "openai"]:
         """The provider to use: `openai` if the provider was left unset and `AGENTDAG_BASE_URL` is set."""
