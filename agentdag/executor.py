@@ -324,6 +324,7 @@ class Execution:
             return []
         record.status = "running"
         record.started_at = self.now()
+        record.attempts = 1
         self._emit("started", record)
         try:
             outputs = {dependency: self._records[dependency].output for dependency in record.dependencies}

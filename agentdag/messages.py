@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Completion", "Message", "ModelRequest", "ModelResponse", "ModelSettings", "Usage"]
+__all__ = [
+    "Completion",
+    "FinishReason",
+    "Message",
+    "ModelRequest",
+    "ModelResponse",
+    "ModelSettings",
+    "Role",
+    "Usage",
+]
 
 Role = Literal["system", "user", "assistant"]
 

@@ -417,3 +417,12 @@ def test_every_node_runs_exactly_once_after_all_its_dependencies(dag: list[Node]
         for parent in item.depends_on:
             assert position[parent] < position[item.id]
     assert result.succeeded
+
+
+@pytest.mark.asyncio
+async def test_started_events_carry_the_first_attempt_number() -> None:
+    gate, log = Gate(), []
+    events: list[NodeEvent] = []
+    await Executor(ToolRegistry(make_tools(gate, log)), on_event=[events.append]).run([node(1, "echo", value=1)])
+    started = [event for event in events if event.kind == "started"]
+    assert [event.attempt for event in started] == [1]
