@@ -28,6 +28,7 @@ from agentdag.models.base import Model
 from agentdag.models.config import ModelConfig, open_model
 from agentdag.models.embedded import serve_forever
 from agentdag.models.function import FunctionModel
+from agentdag.models.metered import MeteredModel
 from agentdag.pictures import draw_plan, draw_timeline, ensure_plots_available, plan_to_dot, plan_to_mermaid
 from agentdag.plan import Node, dependencies_of, validate_plan
 from agentdag.result import RunResult
@@ -37,7 +38,7 @@ from agentdag.telemetry import OtelRecorder, otel_enabled
 from agentdag.toolsets.base import Tool
 from agentdag.toolsets.registry import ToolRegistry
 from agentdag.trace import Redactor, TraceFileError, TraceWriter, read_trace, result_to_json
-from agentdag.view import MeteredModel, RunView, render_answer, render_summary
+from agentdag.view import RunView, render_answer, render_summary, shorten
 
 __all__ = ["main"]
 
@@ -425,10 +426,6 @@ def _print_result(
         Console(stderr=True).print(f"[bold red]task failed:[/] {_escape(summary.error or 'no answer')}", soft_wrap=True)
 
 
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 # -- serve and bench -------------------------------------------------------------------------------
 
 
@@ -496,7 +493,7 @@ def _swe_table(report: dict[str, Any]) -> Table:
         table.add_column(column)
     for item in report["items"]:
         row = (item["id"], str(item["resolved"]), str(item["wall_s"]), str(item["model_calls"]))
-        table.add_row(*row, str(item["test_runs"]), _shorten(item["error"] or "", 60))
+        table.add_row(*row, str(item["test_runs"]), shorten(item["error"] or "", 60))
     summary = ", ".join(f"{key} {value}" for key, value in report["summary"].items())
     table.caption = summary
     return table

@@ -10,7 +10,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +21,10 @@ from rich.table import Table
 from rich.text import Text
 
 from agentdag.events import Event, NodeEvent
-from agentdag.messages import ModelRequest, ModelResponse, Usage
-from agentdag.models.base import Model, WrapperModel
-from agentdag.models.function import count_tokens
+from agentdag.messages import Usage
 from agentdag.summary import RunSummary, format_seconds
 
-__all__ = ["MeteredModel", "RunView", "render_answer", "render_summary"]
+__all__ = ["RunView", "render_answer", "render_summary", "shorten"]
 
 STATUS_STYLE = {
     "queued": "dim",
@@ -47,43 +45,6 @@ _STATUS_OF_EVENT = {
     "cancelled": "cancelled",
 }
 _LOG_LINES = 8
-
-
-class MeteredModel(WrapperModel):
-    """A model that reports the usage of every reply to `on_usage` (for live token counts)."""
-
-    def __init__(self, wrapped: Model, on_usage: Callable[[Usage], None]) -> None:
-        super().__init__(wrapped)
-        self.on_usage = on_usage
-
-    async def request(self, request: ModelRequest) -> ModelResponse:
-        """Forward the request and report its usage."""
-        response = await self.wrapped.request(request)
-        self.on_usage(response.usage)
-        return response
-
-    async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
-        """Forward the stream and report the usage carried by its final response.
-
-        A stream closed early (the planner stops reading a plan that repeats itself) never gets its final
-        response; its usage is estimated from the text streamed so far, as the planner itself does.
-        """
-        parts: list[str] = []
-        reported = False
-        try:
-            async for chunk in self.wrapped.stream(request):
-                if isinstance(chunk, ModelResponse):
-                    reported = True
-                    self.on_usage(chunk.usage)
-                else:
-                    parts.append(chunk)
-                yield chunk
-        finally:
-            if not reported:
-                prompt_tokens = sum(count_tokens(message.content) for message in request.messages)
-                self.on_usage(
-                    Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=count_tokens("".join(parts)))
-                )
 
 
 @dataclass(slots=True)
@@ -258,7 +219,7 @@ def render_summary(summary: RunSummary, *, trace_path: str | None = None, width:
             duration,
             "-" if node.tokens is None else str(node.tokens),
             ", ".join(str(item) for item in node.dependencies) or "-",
-            Text(_shorten(detail, detail_width), style="red" if node.error else ""),
+            Text(shorten(detail, detail_width), style="red" if node.error else ""),
         )
     lines = Text()
     if summary.status == "done":
@@ -301,6 +262,7 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
-def _shorten(text: str, limit: int) -> str:
+def shorten(text: str, limit: int) -> str:
+    """`text` on one line, cut to `limit` characters with an ellipsis."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

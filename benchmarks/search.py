@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +25,9 @@ from agentdag.tools.search_index import SearchIndex, SimulatedLatency
 from rich.table import Table
 
 from agentdag.agent import Agent
-from agentdag.messages import ModelRequest, ModelResponse, Usage
-from agentdag.models import Model, ModelConfig, WrapperModel, open_model
+from agentdag.messages import Usage
+from agentdag.models import Model, ModelConfig, open_model
+from agentdag.models.metered import MeteredModel
 from agentdag.planning import PlannerConfig
 from agentdag.react import ReActAgent
 from agentdag.result import RunResult
@@ -143,32 +144,13 @@ async def _open_shared_model(model: str) -> AsyncIterator[Model | None]:
         yield opened
 
 
-class _Meter(WrapperModel):
-    """Counts every model call that completes, so a case that times out still reports what it spent."""
-
-    def __init__(self, wrapped: Model) -> None:
-        super().__init__(wrapped)
-        self.usage = Usage()
-
-    async def request(self, request: ModelRequest) -> ModelResponse:
-        response = await self.wrapped.request(request)
-        self.usage += response.usage
-        return response
-
-    async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
-        async for item in self.wrapped.stream(request):
-            if isinstance(item, ModelResponse):
-                self.usage += item.usage
-            yield item
-
-
 async def _run_case(case: SearchCase, settings: _Settings, shared: Model | None, *, timeout_s: float) -> dict[str, Any]:
     item: dict[str, Any] = {"id": case.id}
     started = time.perf_counter()
     result: RunResult | None = None
     error: str | None = None
     model = shared if shared is not None else _oracle(case, settings)
-    meter = _Meter(model)
+    meter = MeteredModel(model)
     max_steps = settings.max_steps
     if isinstance(model, OracleReActModel):
         # The ReAct oracle needs one step per gold call plus the answer, however long the gold plan is.

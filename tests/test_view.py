@@ -7,12 +7,13 @@ from agentdag.agent import Agent
 from agentdag.events import NodeError, NodeEvent, RunEvent
 from agentdag.messages import Message, ModelRequest, Usage
 from agentdag.models.function import FunctionModel
+from agentdag.models.metered import MeteredModel
 from agentdag.plan import Node
 from agentdag.summary import NodeSummary, RunSummary, critical_path, format_seconds, summarize
 from agentdag.toolsets.function import tool
 from agentdag.toolsets.model import ModelTool
 from agentdag.trace import result_to_json
-from agentdag.view import MeteredModel, RunView, render_summary
+from agentdag.view import RunView, render_summary
 
 
 def render(renderable: object, width: int = 140) -> str:
