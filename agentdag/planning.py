@@ -30,7 +30,7 @@ from agentdag.events import NodeEvent, RunEvent, RunEventKind, RunEventSink
 from agentdag.executor import Execution, Executor, NodeRecord
 from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings, Usage
 from agentdag.models.base import Model
-from agentdag.models.function import count_tokens
+from agentdag.models.function import count_prompt_tokens, count_tokens
 from agentdag.parsers import END_OF_PLAN, JsonPlanParser, LLMCompilerPlanParser, PlanParser, node_from_mapping
 from agentdag.plan import Node, PlanProblem, check_node, validate_plan
 from agentdag.references import rename_references
@@ -286,7 +286,7 @@ class Compiler:
                 completions=(Completion(text=text, finish_reason="length"),),
                 usage=Usage(
                     calls=1,
-                    prompt_tokens=sum(count_tokens(message.content) for message in messages),
+                    prompt_tokens=count_prompt_tokens(messages),
                     completion_tokens=count_tokens(text),
                 ),
                 model=self.planner_model.name,

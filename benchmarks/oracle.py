@@ -19,7 +19,7 @@ import anyio
 
 from agentdag.messages import Completion, ModelRequest, ModelResponse, Usage
 from agentdag.models import Model
-from agentdag.models.function import count_tokens
+from agentdag.models.function import count_prompt_tokens, count_tokens
 from agentdag.parsers import LLMCompilerPlanParser
 from agentdag.plan import Node
 from agentdag.toolsets import JsonValue, Tool
@@ -114,7 +114,7 @@ class _ScriptedModel(Model):
 
 
 def _prompt_tokens(request: ModelRequest) -> int:
-    return sum(count_tokens(message.content) for message in request.messages)
+    return count_prompt_tokens(request.messages)
 
 
 class OracleDagModel(_ScriptedModel):

@@ -34,7 +34,7 @@ import anyio.lowlevel
 
 from agentdag.messages import Completion, FinishReason, ModelRequest, ModelResponse, Usage
 from agentdag.models.base import Model
-from agentdag.models.function import count_tokens
+from agentdag.models.function import count_prompt_tokens, count_tokens
 from agentdag.scaling.best_of_n import JUDGE_INSTRUCTION
 from agentdag.scaling.pdr import SUMMARY_INSTRUCTION
 from agentdag.scaling.prune import SAME_ANSWER_INSTRUCTION
@@ -114,7 +114,7 @@ class SimulatedModel(Model):
         """Reply in one piece: `settings.n` samples."""
         completions = [self._complete(request, index) for index in range(max(1, request.settings.n))]
         await anyio.lowlevel.checkpoint()
-        prompt = sum(count_tokens(message.content) for message in request.messages)
+        prompt = count_prompt_tokens(request.messages)
         tokens = sum(count_tokens(completion.text) for completion in completions)
         self.generated_tokens += tokens
         self.requests += 1
@@ -137,7 +137,7 @@ class SimulatedModel(Model):
             self.generated_tokens += count_tokens(sent) - before
             yield chunk
             await anyio.lowlevel.checkpoint()
-        prompt = sum(count_tokens(message.content) for message in request.messages)
+        prompt = count_prompt_tokens(request.messages)
         usage = Usage(calls=1, prompt_tokens=prompt, completion_tokens=count_tokens(sent))
         yield ModelResponse(completions=(completion,), usage=usage, model=self.name)
 

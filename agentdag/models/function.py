@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 
-from agentdag.messages import Completion, ModelRequest, ModelResponse, Usage
+from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, Usage
 from agentdag.models.base import Model
 
-__all__ = ["FunctionModel", "count_tokens"]
+__all__ = ["FunctionModel", "count_prompt_tokens", "count_tokens"]
 
 Reply = str | ModelResponse
 ReplyFunction = Callable[[ModelRequest], Reply | Awaitable[Reply]]
@@ -18,6 +18,11 @@ ReplyFunction = Callable[[ModelRequest], Reply | Awaitable[Reply]]
 def count_tokens(text: str) -> int:
     """Approximate a token count for scripted models: about four characters per token."""
     return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def count_prompt_tokens(messages: Iterable[Message]) -> int:
+    """Approximate the prompt tokens of chat messages with `count_tokens`, for backends that report none."""
+    return sum(count_tokens(message.content) for message in messages)
 
 
 class FunctionModel(Model):
@@ -43,7 +48,7 @@ class FunctionModel(Model):
             reply = await reply
         if isinstance(reply, ModelResponse):
             return reply
-        prompt_tokens = sum(count_tokens(message.content) for message in request.messages)
+        prompt_tokens = count_prompt_tokens(request.messages)
         n = request.settings.n
         return ModelResponse(
             completions=tuple(Completion(text=reply) for _ in range(n)),

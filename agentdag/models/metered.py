@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator, Callable
 
 from agentdag.messages import ModelRequest, ModelResponse, Usage
 from agentdag.models.base import Model, WrapperModel
-from agentdag.models.function import count_tokens
+from agentdag.models.function import count_prompt_tokens, count_tokens
 
 __all__ = ["MeteredModel"]
 
@@ -52,7 +52,7 @@ class MeteredModel(WrapperModel):
                 yield chunk
         finally:
             if not reported:
-                prompt_tokens = sum(count_tokens(message.content) for message in request.messages)
+                prompt_tokens = count_prompt_tokens(request.messages)
                 self._report(
                     Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=count_tokens("".join(parts)))
                 )

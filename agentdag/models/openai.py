@@ -35,7 +35,7 @@ from agentdag.models._wire import (
     to_message_param,
 )
 from agentdag.models.base import Model
-from agentdag.models.function import count_tokens
+from agentdag.models.function import count_prompt_tokens, count_tokens
 
 __all__ = ["OpenAIModel"]
 
@@ -192,7 +192,7 @@ class OpenAIModel(Model):
         if settings.json_schema is not None and completion.finish_reason == "stop":
             self._check_schema(completion.text, settings.json_schema)
         if usage is None:  # the server ignored include_usage: estimate, so budgets still count
-            usage = (sum(count_tokens(m.content) for m in request.messages), count_tokens(completion.text))
+            usage = (count_prompt_tokens(request.messages), count_tokens(completion.text))
         stream_usage = Usage(
             calls=1,
             prompt_tokens=usage[0],
@@ -283,9 +283,7 @@ class OpenAIModel(Model):
         return _Draw(
             completions=tuple(completions),
             # Servers that omit usage get an estimate rather than a zero, so budgets still count.
-            prompt_tokens=usage.prompt_tokens
-            if usage
-            else sum(count_tokens(message.content) for message in request.messages),
+            prompt_tokens=usage.prompt_tokens if usage else count_prompt_tokens(request.messages),
             completion_tokens=usage.completion_tokens if usage else count_tokens(text),
         )
 

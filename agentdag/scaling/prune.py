@@ -22,7 +22,7 @@ import anyio
 from agentdag.errors import ModelError
 from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings, Usage
 from agentdag.models.base import Model
-from agentdag.models.function import count_tokens
+from agentdag.models.function import count_prompt_tokens, count_tokens
 from agentdag.scaling.answers import AnswerRule, jaccard_similarity, ngram_cosine, vote
 from agentdag.scaling.base import Outcome, ScalingModel
 from agentdag.scaling.budget import Budget, Ledger
@@ -199,7 +199,7 @@ class Prune(ScalingModel):
                             break  # leaving the block closes the stream: the backend stops generating
         finally:
             trace.text = "".join(parts)
-            prompt_tokens = sum(count_tokens(message.content) for message in reservation.request.messages)
+            prompt_tokens = count_prompt_tokens(reservation.request.messages)
             usage = (
                 final.usage
                 if final is not None
