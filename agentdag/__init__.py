@@ -5,6 +5,7 @@ exist. The public API is re-exported here; everything else is internal.
 """
 
 from agentdag.agent import Agent
+from agentdag.backends import Backend, LocalBackend, NodeCall
 from agentdag.errors import (
     AgentdagError,
     InvalidReferenceError,
@@ -28,6 +29,7 @@ from agentdag.toolsets import FunctionTool, ModelTool, Tool, ToolPolicy, ToolReg
 __all__ = (
     "Agent",
     "AgentdagError",
+    "Backend",
     "Completion",
     "Execution",
     "ExecutionResult",
@@ -35,6 +37,7 @@ __all__ = (
     "FunctionModel",
     "FunctionTool",
     "InvalidReferenceError",
+    "LocalBackend",
     "Message",
     "Model",
     "ModelConfig",
@@ -44,6 +47,7 @@ __all__ = (
     "ModelSettings",
     "ModelTool",
     "Node",
+    "NodeCall",
     "NodeError",
     "NodeEvent",
     "NodeRecord",

@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 
+from agentdag.backends.base import Backend
 from agentdag.errors import AgentdagError, InvalidReferenceError
 from agentdag.events import RunEventSink
 from agentdag.executor import Executor
@@ -35,6 +36,7 @@ class Agent:
         tool_concurrency: per-tool caps by name.
         timeout_s: deadline of one tool call attempt for tools that set none.
         on_event: callbacks that receive every node event and planner/joiner event.
+        backend: where ready nodes run (default: this event loop); see `agentdag.backends`.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class Agent:
         tool_concurrency: Mapping[str, int] | None = None,
         timeout_s: float | None = 300.0,
         on_event: Sequence[RunEventSink] = (),
+        backend: Backend | None = None,
     ) -> None:
         self.tools = ToolRegistry(tools)
         self.planner_model = planner_model or model
@@ -61,6 +64,7 @@ class Agent:
             tool_concurrency=tool_concurrency,
             timeout_s=timeout_s,
             on_event=self.on_event,
+            backend=backend,
         )
 
     async def run(self, task: str) -> RunResult:

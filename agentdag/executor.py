@@ -20,6 +20,7 @@ from typing import Literal
 import anyio
 from anyio.abc import TaskGroup
 
+from agentdag.backends.base import Backend, LocalBackend, NodeCall
 from agentdag.errors import AgentdagError, InvalidReferenceError, PlanError, ToolArgumentsError
 from agentdag.events import EventSink, NodeError, NodeEvent, NodeEventKind
 from agentdag.plan import Node, PlanProblem, check_node, dependencies_of, validate_plan
@@ -107,6 +108,8 @@ class Executor:
         tool_concurrency: per-tool caps that override each tool's own `policy.max_concurrency`.
         timeout_s: deadline of one attempt for tools whose policy sets none (None: no deadline).
         on_event: callbacks that receive every `NodeEvent`.
+        backend: where ready nodes run (default: `LocalBackend`, this event loop). Its lifecycle is
+            the caller's: open it before the executor runs and close it after.
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class Executor:
         tool_concurrency: Mapping[str, int] | None = None,
         timeout_s: float | None = 300.0,
         on_event: Sequence[EventSink] = (),
+        backend: Backend | None = None,
     ) -> None:
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
@@ -125,6 +129,7 @@ class Executor:
         self.tool_concurrency = dict(tool_concurrency or {})
         self.timeout_s = timeout_s
         self.on_event = list(on_event)
+        self.backend = backend if backend is not None else LocalBackend()
 
     @asynccontextmanager
     async def open(self, *, on_event: Sequence[EventSink] = ()) -> AsyncIterator[Execution]:
@@ -326,11 +331,14 @@ class Execution:
         record.started_at = self.now()
         record.attempts = 1
         self._emit("started", record)
-        try:
-            outputs = {dependency: self._records[dependency].output for dependency in record.dependencies}
-            arguments = resolve_references(record.node.arguments, outputs)
-        except InvalidReferenceError as error:
-            return self._finish(record, "failed", error=NodeError("invalid_reference", str(error)))
+        backend = self.executor.backend
+        inputs = {dependency: self._records[dependency].output for dependency in record.dependencies}
+        arguments: dict[str, JsonValue] | None = None
+        if not (backend.by_reference and any(backend.keeps(value) for value in inputs.values())):
+            try:
+                arguments = resolve_references(record.node.arguments, inputs)
+            except InvalidReferenceError as error:
+                return self._finish(record, "failed", error=NodeError("invalid_reference", str(error)))
         record.arguments = arguments
         policy = tool.policy
         timeout = policy.timeout_s if policy.timeout_s is not None else self.executor.timeout_s
@@ -344,7 +352,8 @@ class Execution:
                     await anyio.sleep(policy.backoff_s * 2 ** (attempt - 2))
                     if timeout is not None:
                         scope.deadline = anyio.current_time() + timeout
-                failure = await self._attempt(record, tool, arguments)
+                call = NodeCall(node=record.node, tool=tool, inputs=inputs, arguments=arguments, attempt=attempt)
+                failure = await self._attempt(record, call)
             record.scope = None
             if record.cancel_reason is not None:
                 return self._finish(record, "cancelled", error=NodeError("cancelled", record.cancel_reason))
@@ -352,16 +361,18 @@ class Execution:
                 failure = NodeError("timeout", f"tool {tool.name!r} did not finish within {timeout:g} s")
             if failure is None:
                 return self._finish(record, "done")
-            if attempt == attempts or failure.kind == "invalid_arguments":
+            if attempt == attempts or failure.kind in ("invalid_arguments", "invalid_reference"):
                 return self._finish(record, "failed", error=failure)
             self._emit("retrying", record, error=failure)
         raise AssertionError("unreachable: the last attempt always finishes the node")
 
-    async def _attempt(self, record: NodeRecord, tool: Tool, arguments: dict[str, JsonValue]) -> NodeError | None:
+    async def _attempt(self, record: NodeRecord, call: NodeCall) -> NodeError | None:
         try:
-            record.output = await tool.call(arguments)
+            record.output = await self.executor.backend.call(call)
         except ToolArgumentsError as error:
             return NodeError("invalid_arguments", str(error))
+        except InvalidReferenceError as error:
+            return NodeError("invalid_reference", str(error))
         except Exception as error:  # any tool failure becomes data on the node
             return NodeError("tool_error", f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
         return None

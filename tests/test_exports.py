@@ -5,13 +5,12 @@ from __future__ import annotations
 import agentdag
 
 PUBLIC = {
-    "Agent", "AgentdagError", "Completion", "Execution", "ExecutionResult", "Executor", "FunctionModel",
-    "FunctionTool", "InvalidReferenceError", "Message", "Model", "ModelConfig", "ModelError", "ModelRequest",
-    "ModelResponse", "ModelSettings", "ModelTool", "Node", "NodeError", "NodeEvent", "NodeRecord", "OpenAIModel",
-    "Plan", "PlanError", "PlanProblem", "PlannerConfig", "ReActAgent", "Replan", "RunEvent", "RunResult", "TaskFile",
-    "TaskFileError", "Tool", "ToolArgumentsError",
-    "ToolError", "ToolPolicy", "ToolRegistry", "Usage", "WrapperModel", "load_task_file", "open_model", "tool",
-    "validate_plan",
+    "Agent", "AgentdagError", "Backend", "Completion", "Execution", "ExecutionResult", "Executor", "FunctionModel",
+    "FunctionTool", "InvalidReferenceError", "LocalBackend", "Message", "Model", "ModelConfig", "ModelError",
+    "ModelRequest", "ModelResponse", "ModelSettings", "ModelTool", "Node", "NodeCall", "NodeError", "NodeEvent",
+    "NodeRecord", "OpenAIModel", "Plan", "PlanError", "PlanProblem", "PlannerConfig", "ReActAgent", "Replan",
+    "RunEvent", "RunResult", "TaskFile", "TaskFileError", "Tool", "ToolArgumentsError", "ToolError", "ToolPolicy",
+    "ToolRegistry", "Usage", "WrapperModel", "load_task_file", "open_model", "tool", "validate_plan",
 }  # fmt: skip
 
 

@@ -1,0 +1,76 @@
+"""The backend protocol: what runs one attempt of one ready node.
+
+Scheduling, limits, deadlines, retries, cancellation and replanning stay in the executor. A backend
+only runs the node it is handed, in the current process (`LocalBackend`) or somewhere else (the Ray
+backend in `agentdag.backends.ray`). The executor cancels an attempt by cancelling the task that awaits
+`Backend.call`; a backend that runs work elsewhere must stop that work when it sees the cancellation.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from agentdag.plan import Node
+from agentdag.toolsets.base import JsonValue, Tool
+
+__all__ = ["Backend", "LocalBackend", "NodeCall"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeCall:
+    """One attempt of one node, as the executor hands it to a backend.
+
+    Attributes:
+        node: the node, with its arguments as planned (references unresolved).
+        tool: the tool it calls.
+        inputs: the outputs of the nodes it depends on, by id.
+        arguments: the arguments with references resolved, or None when an input is an output the
+            backend keeps elsewhere (see `Backend.keeps`), so that only the backend can resolve them.
+        attempt: 1 for the first attempt, 2 for the first retry, and so on.
+    """
+
+    node: Node
+    tool: Tool
+    inputs: Mapping[int, JsonValue]
+    arguments: dict[str, JsonValue] | None
+    attempt: int = 1
+
+
+class Backend(ABC):
+    """Runs ready nodes. Subclasses implement `call`.
+
+    Attributes:
+        name: a short name for reports (`local`, `ray`).
+        by_reference: whether some outputs stay where they were made, as handles that `keeps` knows.
+    """
+
+    name: str = "backend"
+    by_reference: bool = False
+
+    @abstractmethod
+    async def call(self, call: NodeCall) -> JsonValue:
+        """Run one attempt of the node and return its output.
+
+        Raises:
+            ToolArgumentsError: the arguments do not fit the tool's schema (the node fails, no retry).
+            InvalidReferenceError: a reference could not be resolved (the node fails, no retry).
+            Exception: any other failure of the tool; the executor records it and may retry.
+        """
+
+    def keeps(self, output: JsonValue) -> bool:
+        """Whether `output` is a handle to an output this backend keeps elsewhere."""
+        del output
+        return False
+
+
+class LocalBackend(Backend):
+    """Runs each node's tool in the executor's own event loop (the default)."""
+
+    name = "local"
+
+    async def call(self, call: NodeCall) -> JsonValue:
+        """Call the tool with the resolved arguments."""
+        assert call.arguments is not None, "the local backend keeps no outputs, so arguments always resolve"
+        return await call.tool.call(call.arguments)
