@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import anyio
 
 from agentdag.backends.base import Backend
-from agentdag.errors import AgentdagError, InvalidReferenceError
+from agentdag.errors import AgentdagError, InvalidReferenceError, PlanError
 from agentdag.events import RunEventSink
-from agentdag.executor import Executor
+from agentdag.executor import ExecutionResult, Executor
 from agentdag.models.base import Model
-from agentdag.plan import Node, PlanProblem
+from agentdag.plan import Node, PlanProblem, validate_plan
 from agentdag.planning import Compiler, PlannerConfig
 from agentdag.references import resolve_references
 from agentdag.result import RunResult, RunStatus
+from agentdag.store import NodeSaver, RunStore, RunStoreError
 from agentdag.toolsets.base import JsonValue, Tool
 from agentdag.toolsets.model import model_tool_usage
 from agentdag.toolsets.registry import ToolRegistry
@@ -67,34 +69,45 @@ class Agent:
             backend=backend,
         )
 
-    async def run(self, task: str) -> RunResult:
+    async def run(self, task: str, *, store: RunStore | None = None) -> RunResult:
         """Plan the task, run the plan in parallel, join, and replan as needed.
 
         Model failures, invalid plans and tool failures do not raise: the result says what happened.
 
+        Args:
+            task: what to do, in words.
+            store: saves the run's state as it goes. If it holds an unfinished run of this task, the run
+                resumes: finished nodes are restored, not run again (see `agentdag.store`).
+
         Raises:
             AgentdagError: the agent has no model for the planner or the joiner.
+            RunStoreError: the store holds another task's run, or a run that is already done.
         """
-        return await self._compiler().run(task)
+        return await self._compiler(store).run(task)
 
     async def draft(self, task: str) -> tuple[list[Node], list[PlanProblem]]:
         """Ask the planner for a plan and validate it without running anything (`agentdag plan`)."""
         return await self._compiler().draft(task)
 
-    def run_sync(self, task: str) -> RunResult:
+    def run_sync(self, task: str, *, store: RunStore | None = None) -> RunResult:
         """`run` for code that is not async (starts and closes its own event loop)."""
-        return anyio.run(self.run, task)
+        return anyio.run(functools.partial(self.run, task, store=store))
 
-    async def run_plan(self, plan: Sequence[Node], *, answer: Any = None) -> RunResult:
+    async def run_plan(self, plan: Sequence[Node], *, answer: Any = None, store: RunStore | None = None) -> RunResult:
         """Run a fixed plan, without a planner, and build the answer from node outputs.
 
         Args:
             plan: the nodes; validated first (an invalid plan raises `PlanError` and nothing runs).
             answer: a template over node outputs (references such as `"${3}"`); by default the output
                 of the last node.
+            store: saves node states as they change; nodes it holds as finished are restored, not run.
+
+        Raises:
+            PlanError: the plan is invalid.
+            RunStoreError: the store holds a run that is already done.
         """
         before = model_tool_usage(self.tools.values())
-        result = await self.executor.run(plan)
+        result = await self._execute_plan(plan, store) if store is not None else await self.executor.run(plan)
         template = answer if answer is not None else (f"${{{plan[-1].id}}}" if plan else None)
         status: RunStatus = "done"
         error: str | None = None
@@ -106,7 +119,7 @@ class Agent:
             failed = result.with_status("failed")
             if failed and failed[0].error is not None:
                 error += f" (node {failed[0].id} failed: {failed[0].error.message})"
-        return RunResult(
+        run_result = RunResult(
             status=status,
             answer=value,
             records=result.records,
@@ -114,8 +127,24 @@ class Agent:
             wall_s=result.wall_s,
             error=error,
         )
+        if store is not None:
+            store.save_result(run_result)
+        return run_result
 
-    def _compiler(self) -> Compiler:
+    async def _execute_plan(self, plan: Sequence[Node], store: RunStore) -> ExecutionResult:
+        saved = store.load()
+        if saved.status == "done":
+            raise RunStoreError(f"{store.directory}: this run is already done; there is nothing to resume")
+        problems = validate_plan(plan, self.tools)
+        if problems:
+            raise PlanError(list(problems))
+        saver = NodeSaver(store)
+        async with self.executor.open(on_event=[saver]) as execution:
+            saver.execution = execution
+            saver.restore(execution, saved, plan)
+        return execution.result()
+
+    def _compiler(self, store: RunStore | None = None) -> Compiler:
         if self.planner_model is None or self.joiner_model is None:
             raise AgentdagError("Agent.run needs a model (pass model=, or planner_model= and joiner_model=)")
         return Compiler(
@@ -124,8 +153,9 @@ class Agent:
             joiner_model=self.joiner_model,
             config=self.planner,
             on_event=self.on_event,
+            store=store,
         )
 
-    def run_plan_sync(self, plan: Sequence[Node], *, answer: Any = None) -> RunResult:
+    def run_plan_sync(self, plan: Sequence[Node], *, answer: Any = None, store: RunStore | None = None) -> RunResult:
         """`run_plan` for code that is not async (starts and closes its own event loop)."""
-        return anyio.run(lambda: self.run_plan(plan, answer=answer))
+        return anyio.run(functools.partial(self.run_plan, plan, answer=answer, store=store))

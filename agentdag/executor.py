@@ -152,6 +152,12 @@ class Executor:
                     raise
                 finally:
                     execution.accepting = False
+        except BaseExceptionGroup as group:
+            # Node tasks never raise (failures are data), so the group holds what the block raised:
+            # callers see that exception itself, not a group around it.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
         finally:
             if execution is not None:
                 execution.settle()
@@ -252,6 +258,46 @@ class Execution:
             self._skip(record, failed_dependency)
         elif record.waiting == 0:
             self._task_group.start_soon(self._run_node, record)
+        return record
+
+    def restore(
+        self,
+        node: Node,
+        *,
+        status: Literal["done", "failed"],
+        output: JsonValue = None,
+        error: NodeError | None = None,
+        arguments: dict[str, JsonValue] | None = None,
+        attempts: int = 1,
+    ) -> NodeRecord:
+        """Add a node that finished in an earlier process (a resumed run): it is recorded, not run.
+
+        Dependents added later see its output (or its failure) as if it had just finished. No event is
+        emitted for it.
+
+        Raises:
+            PlanError: its id is taken, or it depends on a node not added yet.
+        """
+        if node.id in self._records:
+            raise PlanError([PlanProblem(node.id, "duplicate_id", f"id {node.id} is already in this execution")])
+        dependencies = dependencies_of(node, self._records)
+        missing = sorted(dependency for dependency in dependencies if dependency not in self._records)
+        if missing:
+            raise PlanError([PlanProblem(node.id, "missing_reference", f"depends on node {missing[0]}, not added yet")])
+        now = self.now()
+        record = NodeRecord(
+            node=node,
+            dependencies=dependencies,
+            status=status,
+            arguments=arguments,
+            output=output if status == "done" else None,
+            error=error,
+            queued_at=now,
+            started_at=now,
+            finished_at=now,
+            attempts=attempts,
+        )
+        self._records[node.id] = record
         return record
 
     def cancel(self, node_id: int, reason: str = "cancelled") -> bool:

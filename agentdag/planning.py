@@ -26,7 +26,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentdag.errors import ModelError
-from agentdag.events import NodeEvent, RunEvent, RunEventKind, RunEventSink
+from agentdag.events import EventSink, NodeEvent, RunEvent, RunEventKind, RunEventSink
 from agentdag.executor import Execution, Executor, NodeRecord
 from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings, Usage
 from agentdag.models.base import Model
@@ -43,6 +43,7 @@ from agentdag.schemas import (
     parse_decision,
     parse_refinement,
 )
+from agentdag.store import NodeSaver, RunStore, RunStoreError, SavedRun
 from agentdag.templates import PlannerTemplate, fill, load_template
 from agentdag.toolsets.model import model_tool_usage
 
@@ -97,6 +98,8 @@ class Compiler:
         joiner_model: decides to finish or replan.
         config: planner settings.
         on_event: callbacks for node events and planner/joiner events.
+        store: where the run's state is saved as it goes; if it holds an unfinished run of the same
+            task, the run resumes it (finished nodes are restored, not run again).
     """
 
     def __init__(
@@ -107,8 +110,10 @@ class Compiler:
         joiner_model: Model,
         config: PlannerConfig,
         on_event: Sequence[RunEventSink] = (),
+        store: RunStore | None = None,
     ) -> None:
         self.executor = executor
+        self.store = store
         self.tools = executor.tools
         self.planner_model = planner_model
         self.joiner_model = joiner_model
@@ -123,18 +128,24 @@ class Compiler:
         self._refinements = 0
         self._started = 0.0
         self._tool_usage_before = model_tool_usage(self.tools.values())
+        self._tool_usage_restored = Usage()
+        self._saver = NodeSaver(store) if store is not None else None
 
     async def run(self, task: str) -> RunResult:
         """Plan, execute, join and replan until the joiner finishes or a limit stops the run."""
         self._started = time.perf_counter()
+        saved = self._load_saved(task)
         status: RunStatus = "failed"
         answer: Any = None
         error: str | None = None
-        async with self.executor.open(on_event=[self._watch]) as execution:
+        sinks: list[EventSink] = [self._watch] if self._saver is None else [self._watch, self._saver]
+        async with self.executor.open(on_event=sinks) as execution:
+            if self._saver is not None:
+                self._saver.execution = execution
             deadline = math.inf if self.config.max_seconds is None else self.config.max_seconds
             with anyio.move_on_after(deadline) as budget:
                 try:
-                    answer, error = await self._loop(execution, task)
+                    answer, error = await self._loop(execution, task, saved)
                     status = "done" if error is None else "failed"
                 except ModelError as failure:
                     error = f"model call failed: {failure}"
@@ -142,17 +153,20 @@ class Compiler:
                 error = f"time budget of {self.config.max_seconds:g} s ran out"
                 self._emit("stopped", detail=error)
             execution.cancel_all(error or "the run is over")
-        return RunResult(
+        result = RunResult(
             status=status,
             answer=answer,
             records=execution.records,
-            usage={**self.usage, "tools": model_tool_usage(self.tools.values()) - self._tool_usage_before},
+            usage={**self.usage, "tools": self._tool_usage()},
             wall_s=time.perf_counter() - self._started,
             error=error,
             replans=tuple(self.replans),
             notes=tuple(self.notes),
             first_dispatch_s=_first_dispatch(execution.records.values(), self._started, execution),
         )
+        if self.store is not None:
+            self.store.save_result(result)
+        return result
 
     async def draft(self, task: str) -> tuple[list[Node], list[PlanProblem]]:
         """Ask the planner for a plan and validate it, repairing as `run` does, but run nothing.
@@ -165,7 +179,7 @@ class Compiler:
         for attempt in range(self.config.max_repairs + 1):
             request = ModelRequest(messages=tuple(messages), settings=self._planner_settings())
             response = await self.planner_model.request(request)
-            self.usage["planner"] = self.usage["planner"] + response.usage
+            self._count("planner", response.usage)
             parser = self._create_parser()
             nodes = [*parser.feed(response.text), *parser.finish()]
             problems = [*parser.problems, *validate_plan(nodes, self.tools)]
@@ -181,11 +195,15 @@ class Compiler:
             ]
         return nodes, problems
 
-    async def _loop(self, execution: Execution, task: str) -> tuple[Any, str | None]:
-        round_index = 0
-        added = await self._plan(execution, task, round_index=round_index)
-        if not added and not execution.records and self.config.fallback == "direct":
-            return await self._answer_directly(task), None
+    async def _loop(self, execution: Execution, task: str, saved: SavedRun | None) -> tuple[Any, str | None]:
+        if saved is not None and saved.started:
+            round_index = saved.round
+            self._restore(execution, saved)
+        else:
+            round_index = 0
+            added = await self._plan(execution, task, round_index=round_index)
+            if not added and not execution.records and self.config.fallback == "direct":
+                return await self._answer_directly(task), None
         while True:
             await self._execute(execution, task, round_index)
             decision = await self._join(task, execution, round_index)
@@ -194,25 +212,25 @@ class Compiler:
                 return decision.answer, None
             stop = self._replan_limit()
             if stop is not None:
-                self.notes.append(f"stopped replanning: {stop}; answered with the joiner's best answer")
+                self._note(f"stopped replanning: {stop}; answered with the joiner's best answer")
                 self._emit("stopped", round_index, stop)
                 return decision.answer, None
             round_index += 1
             self._emit("replanning", round_index, decision.reason)
             added = await self._plan(execution, task, round_index=round_index, reason=decision.reason)
-            self.replans.append(Replan(round=round_index, reason=decision.reason, nodes_added=added))
+            replan = Replan(round=round_index, reason=decision.reason, nodes_added=added)
+            self.replans.append(replan)
+            if self.store is not None:
+                self.store.save_replan(replan)
             if added == 0:
-                self.notes.append(f"replan {round_index} added no nodes; answered with the joiner's best answer")
+                self._note(f"replan {round_index} added no nodes; answered with the joiner's best answer")
                 return decision.answer, None
 
     def _replan_limit(self) -> str | None:
         if len(self.replans) >= self.config.max_replans:
             return f"max_replans ({self.config.max_replans}) reached"
         budget = self.config.max_total_tokens
-        spent = (
-            sum(usage.total_tokens for usage in self.usage.values())
-            + (model_tool_usage(self.tools.values()) - self._tool_usage_before).total_tokens
-        )
+        spent = sum(usage.total_tokens for usage in self.usage.values()) + self._tool_usage().total_tokens
         if budget is not None and spent >= budget:
             return f"token budget ({budget}) spent ({spent} tokens)"
         return None
@@ -221,6 +239,8 @@ class Compiler:
 
     async def _plan(self, execution: Execution, task: str, *, round_index: int, reason: str | None = None) -> int:
         """Stream a plan into the execution, repairing it as needed; return how many nodes were added."""
+        if self._saver is not None:
+            self._saver.round = round_index
         first_id = max(execution.records, default=0) + 1
         messages = self._planner_messages(task, first_id, execution, reason)
         added: list[int] = []
@@ -232,16 +252,18 @@ class Compiler:
                 added=added,
             )
             text = await self._stream(messages, state, execution)
+            if self.store is not None:
+                self.store.save_plan(round_index, attempt + 1, text)
             problems = [*state.parser.problems, *state.held]
             if state.truncated:
                 if added:
-                    self.notes.append(f"round {round_index}: {state.truncated}; ran the complete nodes")
+                    self._note(f"round {round_index}: {state.truncated}; ran the complete nodes")
                 else:
                     problems.append(PlanProblem(0, "malformed", f"{state.truncated}; write a shorter plan"))
             if not problems:
                 self._emit("planned", round_index, f"{len(added)} node(s)")
                 if attempt:
-                    self.notes.append(f"round {round_index}: plan repaired after {attempt} attempt(s)")
+                    self._note(f"round {round_index}: plan repaired after {attempt} attempt(s)")
                 return len(added)
             self._emit("plan_invalid", round_index, "; ".join(str(problem) for problem in problems[:5]))
             if attempt < self.config.max_repairs:
@@ -253,9 +275,7 @@ class Compiler:
                     Message("user", fill(self.template.repair, problems=problem_lines, kept=kept)),
                 ]
         what = f"ran the {len(added)} valid node(s)" if added else "no valid node"
-        self.notes.append(
-            f"round {round_index}: the plan was still invalid after {self.config.max_repairs} repair(s); {what}"
-        )
+        self._note(f"round {round_index}: the plan was still invalid after {self.config.max_repairs} repair(s); {what}")
         self._emit("fallback", round_index, what)
         return len(added)
 
@@ -293,9 +313,9 @@ class Compiler:
             )
         elif (response.completions and response.completions[0].finish_reason == "length") or state.parser.truncated:
             state.truncated = state.truncated or "the plan was cut off at the token limit"
-        self.usage["planner"] = self.usage["planner"] + response.usage
+        self._count("planner", response.usage)
         if state.repeats_total:
-            self.notes.append(f"{state.repeats_total} planned node(s) repeated earlier calls; reused their outputs")
+            self._note(f"{state.repeats_total} planned node(s) repeated earlier calls; reused their outputs")
         return text
 
     def _create_parser(self) -> PlanParser:
@@ -415,10 +435,10 @@ class Compiler:
             settings=ModelSettings(json_schema=schema, max_tokens=self.config.max_tokens, temperature=0.0),
         )
         response = await self.planner_model.request(request)
-        self.usage["planner"] = self.usage["planner"] + response.usage
+        self._count("planner", response.usage)
         change = parse_refinement(response.text)
         if change is None:
-            self.notes.append(f"refinement {self._refinements}: the reply was not a change; ignored it")
+            self._note(f"refinement {self._refinements}: the reply was not a change; ignored it")
             return
         cancelled = [
             node_id
@@ -433,7 +453,7 @@ class Compiler:
             else:
                 self._offer(execution, node, state)
         if cancelled or state.added or state.held:
-            self.notes.append(
+            self._note(
                 f"refinement {self._refinements}: added {state.added or 'nothing'}, cancelled {cancelled or 'nothing'}"
                 + (f", dropped {len(state.held)} invalid node(s)" if state.held else "")
             )
@@ -453,21 +473,21 @@ class Compiler:
             settings=ModelSettings(json_schema=JOINER_SCHEMA, max_tokens=512, temperature=self.config.temperature),
         )
         response = await self.joiner_model.request(request)
-        self.usage["joiner"] = self.usage["joiner"] + response.usage
+        self._count("joiner", response.usage)
         decision = parse_decision(response.text)
         if decision is None:
-            self.notes.append(f"round {round_index}: the joiner's reply was not a decision; used it as the answer")
+            self._note(f"round {round_index}: the joiner's reply was not a decision; used it as the answer")
             return Decision("finish", response.text.strip())
         return decision
 
     async def _answer_directly(self, task: str) -> str:
-        self.notes.append("no valid plan: answered directly without tools")
+        self._note("no valid plan: answered directly without tools")
         request = ModelRequest(
             messages=(Message("user", fill(self.template.direct, task=task)),),
             settings=ModelSettings(max_tokens=256, temperature=self.config.temperature),
         )
         response = await self.joiner_model.request(request)
-        self.usage["joiner"] = self.usage["joiner"] + response.usage
+        self._count("joiner", response.usage)
         return response.text.strip()
 
     def _observations(self, execution: Execution, *, only_finished: bool = False) -> str:
@@ -486,6 +506,43 @@ class Compiler:
         return f"{call} -> {record.status.upper()}: {_truncate(reason, self.config.observation_chars)}"
 
     # -- bookkeeping --------------------------------------------------------------------------------
+
+    def _count(self, role: str, usage: Usage) -> None:
+        self.usage[role] = self.usage[role] + usage
+        if self.store is not None:
+            self.store.save_usage({role: self.usage[role]})
+
+    def _note(self, note: str) -> None:
+        self.notes.append(note)
+        if self.store is not None:
+            self.store.save_note(note)
+
+    def _tool_usage(self) -> Usage:
+        return self._tool_usage_restored + model_tool_usage(self.tools.values()) - self._tool_usage_before
+
+    # -- resuming -----------------------------------------------------------------------------------
+
+    def _load_saved(self, task: str) -> SavedRun | None:
+        """The store's earlier progress on this task, with usage, replans and notes taken over."""
+        if self.store is None:
+            return None
+        saved = self.store.load()
+        if saved.task != task:
+            raise RunStoreError(f"{self.store.directory}: holds a run of another task ({saved.task[:60]!r})")
+        if saved.status == "done":
+            raise RunStoreError(f"{self.store.directory}: this run is already done; there is nothing to resume")
+        self.usage = {role: saved.usage.get(role, Usage()) for role in ("planner", "joiner")}
+        self._tool_usage_restored = saved.usage.get("tools", Usage())
+        self.replans = list(saved.replans)
+        self.notes = list(saved.notes)
+        return saved
+
+    def _restore(self, execution: Execution, saved: SavedRun) -> None:
+        """Put finished nodes back as they were and add the others to run again."""
+        assert self._saver is not None, "only a run with a store has saved nodes"
+        self._saver.round = saved.round
+        kept = self._saver.restore(execution, saved)
+        self._note(f"resumed: restored {kept} finished node(s), running {len(saved.nodes) - kept} again")
 
     def _emit(self, kind: RunEventKind, round_index: int = 0, detail: str = "") -> None:
         if not self.on_event:

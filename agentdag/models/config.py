@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from agentdag.errors import ModelError
 from agentdag.models._server_state import find_running_server
 from agentdag.models.base import Model
+from agentdag.models.cassette import CassetteError, CassetteModel
 from agentdag.models.embedded import EmbeddedServer, find_model_file
 from agentdag.models.openai import OpenAIModel
 
@@ -50,6 +51,13 @@ class ModelConfig(BaseModel):
     model_path: Path | None = Field(default=None, description="Embedded: a GGUF file instead of SmolLM2-135M.")
     reuse_server: bool = Field(default=True, description="Embedded: reuse a running `agentdag serve`.")
     verbose: bool = Field(default=False, description="Embedded: let llama.cpp log to stderr.")
+    record: Path | None = Field(
+        default=None, description="Append every model call to this cassette (JSONL); also AGENTDAG_RECORD."
+    )
+    replay: Path | None = Field(
+        default=None,
+        description="Answer every model call from this cassette and open no backend; also AGENTDAG_REPLAY.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -101,10 +109,29 @@ async def open_model(config: ModelConfig | None = None) -> AsyncIterator[Model]:
     The embedded provider reuses a running `agentdag serve` when there is one, else starts its own server
     for the duration of the block. The openai provider connects to the configured server.
 
+    With `replay` (or `AGENTDAG_REPLAY`) set, the model answers from that cassette and no backend is
+    opened; with `record` (or `AGENTDAG_RECORD`), every call is appended to that cassette.
+
     Raises:
         ModelError: the embedded backend is not installed or cannot start, or no model name can be found.
+        CassetteError: the cassette cannot be read or written.
     """
     config = config or ModelConfig()
+    replay = config.replay or _path_from_environment("AGENTDAG_REPLAY")
+    record = config.record or _path_from_environment("AGENTDAG_RECORD")
+    if replay is not None and record is not None:
+        raise CassetteError("record and replay were both asked for; choose one")
+    if replay is not None:
+        yield CassetteModel.replaying(replay)
+        return
+    if record is not None:
+        async with open_model(config.model_copy(update={"record": None, "replay": None})) as model:
+            cassette = CassetteModel.recording(model, record)
+            try:
+                yield cassette
+            finally:
+                cassette.close_file()
+        return
     async with AsyncExitStack() as stack:
         if config.effective_provider() == "openai":
             client = _connect(config)
@@ -114,6 +141,11 @@ async def open_model(config: ModelConfig | None = None) -> AsyncIterator[Model]:
             yield client
         else:
             yield await _open_embedded(config, stack)
+
+
+def _path_from_environment(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
 
 
 def _connect(config: ModelConfig) -> OpenAIModel:

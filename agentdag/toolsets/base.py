@@ -21,12 +21,14 @@ class ToolPolicy:
         retries: extra attempts after a failure (0 = no retry). Only for tools safe to call again.
         backoff_s: delay before the first retry; it doubles on each further retry.
         max_concurrency: at most this many calls of the tool at once; `None` means no per-tool cap.
+        read_only: the tool has no side effects, so its results may be cached (see `CachedTool`).
     """
 
     timeout_s: float | None = None
     retries: int = 0
     backoff_s: float = 0.2
     max_concurrency: int | None = None
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         if self.timeout_s is not None and self.timeout_s <= 0:

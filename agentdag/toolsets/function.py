@@ -119,6 +119,7 @@ def tool(
     retries: int = 0,
     backoff_s: float = 0.2,
     max_concurrency: int | None = None,
+    read_only: bool = False,
 ) -> Callable[[Callable[..., Any]], FunctionTool]: ...
 
 
@@ -132,6 +133,7 @@ def tool(
     retries: int = 0,
     backoff_s: float = 0.2,
     max_concurrency: int | None = None,
+    read_only: bool = False,
 ) -> FunctionTool | Callable[[Callable[..., Any]], FunctionTool]:
     """Turn a function into a tool; use bare (`@tool`) or with options (`@tool(retries=2)`).
 
@@ -147,8 +149,15 @@ def tool(
         retries: extra attempts after a failure; set it only for tools that are safe to call again.
         backoff_s: delay before the first retry, doubled on each further one.
         max_concurrency: at most this many concurrent calls of this tool.
+        read_only: the function has no side effects, so its results may be cached.
     """
-    policy = ToolPolicy(timeout_s=timeout_s, retries=retries, backoff_s=backoff_s, max_concurrency=max_concurrency)
+    policy = ToolPolicy(
+        timeout_s=timeout_s,
+        retries=retries,
+        backoff_s=backoff_s,
+        max_concurrency=max_concurrency,
+        read_only=read_only,
+    )
 
     def decorate(target: Callable[..., Any]) -> FunctionTool:
         return FunctionTool(target, name=name, description=description, policy=policy)

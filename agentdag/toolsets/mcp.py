@@ -59,7 +59,7 @@ class McpTool(Tool):
         annotations = listed.annotations
         self.read_only = bool(annotations and annotations.read_only_hint)
         self.idempotent = self.read_only or bool(annotations and annotations.idempotent_hint)
-        self.policy = ToolPolicy(timeout_s=toolset.config.timeout_s)
+        self.policy = ToolPolicy(timeout_s=toolset.config.timeout_s, read_only=self.read_only)
 
     async def call(self, arguments: dict[str, JsonValue]) -> JsonValue:
         """Call the tool on the server; a server-side error becomes a `ToolError` with its message."""
