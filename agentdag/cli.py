@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,20 @@ from agentdag.models.metered import MeteredModel
 from agentdag.pictures import draw_plan, draw_timeline, ensure_plots_available, plan_to_dot, plan_to_mermaid
 from agentdag.plan import Node, dependencies_of, validate_plan
 from agentdag.result import RunResult
+from agentdag.store import RunStore, RunStoreError
 from agentdag.summary import RunSummary, summarize
-from agentdag.taskfile import MODEL_TOOL, TaskFile, load_task_file, load_task_tools, resolve_servers
+from agentdag.taskfile import (
+    MODEL_TOOL,
+    TaskFile,
+    load_task_file,
+    load_task_tools,
+    parse_task_file,
+    resolve_servers,
+    select_allowed_tools,
+)
 from agentdag.telemetry import OtelRecorder, otel_enabled
 from agentdag.toolsets.base import Tool
+from agentdag.toolsets.cache import ToolCache, cache_tools, default_cache_path
 from agentdag.toolsets.registry import ToolRegistry
 from agentdag.trace import Redactor, TraceFileError, TraceWriter, read_trace, result_to_json
 from agentdag.view import RunView, render_answer, render_summary, shorten
@@ -79,14 +90,30 @@ def _create_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentdag", description="Run LLM agents as parallel DAGs of tool calls.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run a task file")
-    run.add_argument("task", type=Path, help="the task file (YAML)")
+    run = commands.add_parser("run", help="run a task file, or resume a run that did not finish")
+    run.add_argument("task", type=Path, nargs="?", default=None, help="the task file (YAML)")
+    run.add_argument(
+        "--resume", type=Path, default=None, metavar="RUN_DIR", help="resume a run: finished nodes are not run again"
+    )
+    run.add_argument(
+        "--run-dir", type=Path, default=None, metavar="DIR", help="the run's folder (default: runs/TIME-TASK/)"
+    )
+    run.add_argument("--no-state", action="store_true", help="save no run state (the run cannot be resumed)")
     run.add_argument("--json", action="store_true", help="print the result as one JSON object (no live view)")
     run.add_argument("--quiet", action="store_true", help="print only the answer (no live view)")
     run.add_argument(
-        "--trace", type=Path, default=None, metavar="PATH", help="where to write the JSONL trace (default: runs/)"
+        "--trace",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the JSONL trace (default: in the run dir)",
     )
     run.add_argument("--no-trace", action="store_true", help="write no trace")
+    cassette = run.add_mutually_exclusive_group()
+    cassette.add_argument("--record", type=Path, default=None, metavar="CASSETTE", help="record every model call")
+    cassette.add_argument(
+        "--replay", type=Path, default=None, metavar="CASSETTE", help="answer model calls from a recording (offline)"
+    )
     run.add_argument("--timeline", type=Path, default=None, metavar="PNG", help="save a Gantt chart of the nodes")
     run.add_argument("--otel", action="store_true", help="record OpenTelemetry spans (also: AGENTDAG_OTEL=1)")
     run.set_defaults(command=_run_command)
@@ -183,7 +210,66 @@ def _positive(text: str) -> int:
 
 
 async def _run_command(arguments: argparse.Namespace) -> int:
-    task = load_task_file(arguments.task)
+    opened = _open_run(arguments)
+    task, task_file, run_dir, store = opened.task, opened.task_file, opened.run_dir, opened.store
+    try:
+        return await _run_task(arguments, task, task_file, run_dir, store)
+    finally:
+        if store is not None:
+            store.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenedRun:
+    task: TaskFile
+    task_file: Path
+    run_dir: Path
+    store: RunStore | None
+
+
+def _open_run(arguments: argparse.Namespace) -> _OpenedRun:
+    """The task and the run directory: a new one, or the one `--resume` names with the task saved in it."""
+    if arguments.resume is not None:
+        if arguments.task is not None:
+            raise TaskFileError("give a task file or --resume RUN_DIR, not both (a resumed run uses its saved task)")
+        if arguments.no_state or arguments.run_dir is not None:
+            raise TaskFileError("--resume continues the run in RUN_DIR; --run-dir and --no-state do not apply")
+        store = RunStore.open(arguments.resume)
+        try:
+            meta = store.load().meta
+            if "task_file" not in meta or "task_file_text" not in meta:
+                raise RunStoreError(f"{arguments.resume}: the run was not started from a task file")
+            task_file = Path(meta["task_file"])
+            task = parse_task_file(meta["task_file_text"], source=str(task_file))
+        except BaseException:
+            store.close()
+            raise
+        return _OpenedRun(_with_cassette(task, task_file, arguments), task_file, arguments.resume, store)
+    if arguments.task is None:
+        raise TaskFileError("give a task file to run, or --resume RUN_DIR")
+    task = _with_cassette(load_task_file(arguments.task), arguments.task, arguments)
+    run_dir = arguments.run_dir or _default_run_dir(arguments.task)
+    if arguments.no_state:
+        return _OpenedRun(task, arguments.task, run_dir, None)
+    meta = {"task_file": str(arguments.task.resolve()), "task_file_text": arguments.task.read_text("utf-8")}
+    return _OpenedRun(task, arguments.task, run_dir, RunStore.create(run_dir, task=task.task, meta=meta))
+
+
+def _with_cassette(task: TaskFile, task_file: Path, arguments: argparse.Namespace) -> TaskFile:
+    """The task with its cassette paths taken from the task file's folder, and `--record`/`--replay` applied."""
+    model = task.model
+    update = {
+        "record": arguments.record or (model.record and task_file.parent / model.record),
+        "replay": arguments.replay or (model.replay and task_file.parent / model.replay),
+    }
+    if arguments.record is not None or arguments.replay is not None:
+        update = {"record": arguments.record, "replay": arguments.replay}
+    return task.model_copy(update={"model": model.model_copy(update=update)})
+
+
+async def _run_task(
+    arguments: argparse.Namespace, task: TaskFile, task_file: Path, run_dir: Path, store: RunStore | None
+) -> int:
     if arguments.timeline is not None:
         ensure_plots_available()  # before the run, not after it
     redactor = Redactor.from_environment(task.model.api_key.get_secret_value() if task.model.api_key else None)
@@ -200,12 +286,12 @@ async def _run_command(arguments: argparse.Namespace) -> int:
     result: RunResult | None = None
     try:
         async with _open_agent(
-            task, arguments.task.parent, need_model=task.plan is None, on_event=[fan_out], view=view
+            task, task_file.parent, need_model=task.plan is None, on_event=[fan_out], view=view
         ) as agent:
             if not arguments.no_trace:
-                path = arguments.trace or _default_trace_path(arguments.task)
+                path = arguments.trace or _free_path(run_dir / "trace.jsonl")
                 trace = TraceWriter.create(
-                    path, task=task.task, task_file=arguments.task, tools=agent.tools.keys(), redactor=redactor
+                    path, task=task.task, task_file=task_file, tools=agent.tools.keys(), redactor=redactor
                 )
                 sinks.append(trace)
             if otel_enabled(arguments.otel):
@@ -214,10 +300,14 @@ async def _run_command(arguments: argparse.Namespace) -> int:
             live = console.is_terminal and not (arguments.quiet or arguments.json)
             with Live(view, console=console, refresh_per_second=8, transient=True) if live else nullcontext():
                 if task.plan is not None:
-                    result = await agent.run_plan(task.plan, answer=task.answer)
+                    result = await agent.run_plan(task.plan, answer=task.answer, store=store)
                 else:
-                    result = await agent.run(task.task)
+                    result = await agent.run(task.task, store=store)
     finally:
+        if store is not None and (result is None or result.status != "done"):
+            Console(stderr=True).print(
+                f"[yellow]resume with:[/] agentdag run --resume {_escape(str(run_dir))}", highlight=False
+            )
         if otel is not None:
             otel.finish(result, error=None if result is not None else "the run did not finish")
         if trace is not None and result is None:
@@ -248,15 +338,18 @@ def _stdout_console() -> Console:
     return console
 
 
-def _default_trace_path(task_file: Path) -> Path:
-    """`runs/<timestamp>-<task file stem>.jsonl` under the current folder, never overwriting a trace."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path("runs") / f"{stamp}-{task_file.stem}.jsonl"
-    counter = 1
-    while path.exists():
+def _default_run_dir(task_file: Path) -> Path:
+    """`runs/<timestamp>-<task file stem>/` under the current folder, never one that exists."""
+    return _free_path(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{task_file.stem}")
+
+
+def _free_path(path: Path) -> Path:
+    """`path`, or `path` with `-2`, `-3`, ... before its suffix: the first that does not exist."""
+    candidate, counter = path, 1
+    while candidate.exists():
         counter += 1
-        path = Path("runs") / f"{stamp}-{task_file.stem}-{counter}.jsonl"
-    return path
+        candidate = path.with_name(f"{path.stem}-{counter}{path.suffix}")
+    return candidate
 
 
 async def _trace_show_command(arguments: argparse.Namespace) -> int:
@@ -380,15 +473,19 @@ async def _open_agent(
 
 @asynccontextmanager
 async def _open_tools(task: TaskFile, base_dir: Path, model: Model | None) -> AsyncIterator[list[Tool]]:
-    """The task's Python tools and the tools of its MCP servers (started here, stopped on exit)."""
+    """The task's Python tools and the tools of its MCP servers (started here, stopped on exit), as allowed."""
     tools = load_task_tools(task, base_dir=base_dir, model=model)
-    if not task.mcp_servers:
-        yield tools
-        return
-    from agentdag.toolsets.mcp import open_mcp_toolsets  # the MCP SDK is slow to import; only when used
+    async with AsyncExitStack() as stack:
+        if task.mcp_servers:
+            from agentdag.toolsets.mcp import open_mcp_toolsets  # the MCP SDK is slow to import; only when used
 
-    async with open_mcp_toolsets(resolve_servers(task, base_dir=base_dir)) as toolsets:
-        yield [*tools, *(tool for toolset in toolsets for tool in toolset.tools)]
+            toolsets = await stack.enter_async_context(open_mcp_toolsets(resolve_servers(task, base_dir=base_dir)))
+            tools = [*tools, *(tool for toolset in toolsets for tool in toolset.tools)]
+        tools = select_allowed_tools(task, tools)
+        if task.cache.tools:
+            cache = stack.enter_context(ToolCache(base_dir / (task.cache.path or default_cache_path())))
+            tools = cache_tools(tools, cache, task.cache.tools)
+        yield tools
 
 
 def _print_plan(nodes: Sequence[Node]) -> None:

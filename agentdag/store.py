@@ -298,6 +298,8 @@ class NodeSaver:
         execution = self.execution
         if execution is None:
             return
+        if event.kind in ("started", "retrying"):
+            return  # a running node runs again on resume just as a queued one does: not worth a write
         if event.kind == "cancelled" and not execution.accepting:
             return  # cancelled because the run stopped, not by choice: a resumed run runs it again
         round_index = self._round_of.setdefault(event.node_id, self.round)
@@ -309,8 +311,9 @@ class NodeSaver:
         Args:
             execution: the open execution of the resumed run.
             saved: what the store holds.
-            nodes: the nodes to add (a fixed plan); default: every saved node. A saved node is restored
-                only if it is the same node; otherwise it runs.
+            nodes: the nodes to add (a fixed plan, validated by the caller); default: every saved node,
+                each validated as it is added. A saved node is restored only if it is the same node;
+                otherwise it runs.
 
         Returns:
             How many nodes were restored rather than run.
@@ -321,7 +324,7 @@ class NodeSaver:
             if item is not None:
                 self._round_of[node.id] = item.round
             if item is None or not item.kept or item.node != node:
-                execution.add(node)
+                execution.add(node, check=nodes is None)  # a fixed plan was validated as a whole
                 continue
             kept += 1
             execution.restore(

@@ -7,8 +7,9 @@ A task file says what to do (`task`), which tools to offer, which model to use, 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
 import yaml
@@ -27,12 +28,14 @@ from agentdag.toolsets.registry import import_tools
 
 __all__ = [
     "MODEL_TOOL",
+    "CacheConfig",
     "Limits",
     "TaskFile",
     "load_task_file",
     "load_task_tools",
     "parse_task_file",
     "resolve_servers",
+    "select_allowed_tools",
 ]
 
 MAX_TASK_FILE_BYTES = 1_000_000
@@ -56,6 +59,19 @@ class Limits(_Strict):
     max_concurrency: int | None = Field(default=None, ge=1)
     tool_concurrency: dict[str, int] = Field(default_factory=dict)
     timeout_s: float | None = Field(default=300.0, gt=0)
+
+
+class CacheConfig(_Strict):
+    """Tool result caching (`cache:`): opt-in per tool, and only for tools marked read-only.
+
+    Attributes:
+        tools: time to live in seconds, by tool name.
+        path: the cache file (SQLite), shared by runs; default `$XDG_CACHE_HOME/agentdag/tools.sqlite`
+            (`~/.cache/agentdag/tools.sqlite`). A relative path is taken from the task file's folder.
+    """
+
+    tools: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    path: Path | None = None
 
 
 class RoleScaling(_Strict):
@@ -93,6 +109,9 @@ class TaskFile(_Strict):
         answer: for a fixed plan, the answer as a template over node outputs (`"${3}"`,
             `{"$ref": 3, "path": "items.0"}`, ...); defaults to the output of the last node.
         limits: concurrency and time limits.
+        cache: which tools' results to cache, and for how long.
+        allow_tools: when set, the only tools the planner sees and a plan may call, by the names plans use
+            (Python tools, MCP server tools, `llm`); a name that no tool source offers is an error.
     """
 
     task: str = Field(min_length=1)
@@ -104,6 +123,8 @@ class TaskFile(_Strict):
     plan: list[Node] | None = None
     answer: Any = None
     limits: Limits = Field(default_factory=Limits)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    allow_tools: list[Annotated[str, Field(min_length=1)]] | None = None
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -119,12 +140,23 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[object] = set()
-        for key_node, _ in node.value:
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():  # else: super() says why
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
             if key in seen:
                 raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            # PyYAML's scalar constructors fail this way on values such as `!!int abc`, `!!bool maybe`,
+            # `2001-13-45` or an integer of more digits than Python converts.
+            value = node.value if isinstance(node, yaml.ScalarNode) else "…"
+            value = value if len(value) <= 40 else value[:40] + "…"
+            problem = f"cannot read {value!r} as {node.tag.rsplit(':', 1)[-1]}"
+            raise yaml.MarkedYAMLError(problem=problem, problem_mark=node.start_mark) from None
 
 
 def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
@@ -172,9 +204,9 @@ def parse_task_file(text: str, *, source: str = "<task>") -> TaskFile:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise TaskFileError(f"{where}: invalid YAML: {error.problem or error.context}") from None
+        raise TaskFileError(f"{where}: invalid YAML: {_one_line(str(error.problem or error.context))}") from None
     except yaml.YAMLError as error:
-        raise TaskFileError(f"{source}: invalid YAML: {error}") from None
+        raise TaskFileError(f"{source}: invalid YAML: {_one_line(str(error))}") from None
     except RecursionError:
         raise TaskFileError(f"{source}: invalid YAML: nested too deeply") from None
     if data is None:
@@ -182,11 +214,26 @@ def parse_task_file(text: str, *, source: str = "<task>") -> TaskFile:
     if not isinstance(data, dict):
         raise TaskFileError(f"{source}:1: a task file is a mapping of keys (task:, tools:, ...), not a {_kind(data)}")
     try:
-        return TaskFile.model_validate(data)
+        task = TaskFile.model_validate(data)
     except pydantic.ValidationError as error:
         raise TaskFileError(_describe(error, root, source)) from None
     except RecursionError:
         raise TaskFileError(f"{source}: the task file is nested too deeply") from None
+    _check_allowed_plan(task, root, source)
+    return task
+
+
+def _check_allowed_plan(task: TaskFile, root: yaml.Node | None, source: str) -> None:
+    """A fixed plan may only call the tools that `allow_tools` allows."""
+    if task.allow_tools is None or task.plan is None:
+        return
+    allowed = set(task.allow_tools)
+    for index, node in enumerate(task.plan):
+        if node.tool not in allowed:
+            line = _line_of(root, ("plan", index, "tool"))
+            where = f"{source}:{line}" if line is not None else source
+            names = ", ".join(sorted(allowed)) or "none"
+            raise TaskFileError(_one_line(f"{where}: plan.{index}.tool: {node.tool!r} is not in allow_tools ({names})"))
 
 
 def _kind(value: object) -> str:
@@ -210,7 +257,12 @@ def _describe_one(problem: Any, root: yaml.Node | None, source: str) -> str:
         message = "unknown key (check its spelling)"
     elif problem["type"] == "missing":
         message = "required key is missing"
-    return f"{where}: {key}: {message}"
+    return _one_line(f"{where}: {key}: {message}")
+
+
+def _one_line(text: str) -> str:
+    """`text` with its line breaks escaped: keys and values quoted in messages may hold them."""
+    return "\\n".join(text.splitlines())
 
 
 def _is_union_tag(part: object) -> bool:
@@ -266,3 +318,25 @@ def load_task_tools(task: TaskFile, *, base_dir: Path, model: Model | None) -> l
     finally:
         sys.path.remove(str(base_dir.resolve()))
     return tools
+
+
+def select_allowed_tools(task: TaskFile, tools: Sequence[Tool]) -> list[Tool]:
+    """The tools the task's `allow_tools` lets the planner see and plans call; all of them without one.
+
+    Call it once every tool source is open: MCP servers tell their tools' names only after they start. A
+    plan (fixed, drafted or replanned) that names a tool left out is invalid, as for any unknown tool.
+
+    Raises:
+        TaskFileError: `allow_tools` names a tool that none of `tools` is.
+    """
+    if task.allow_tools is None:
+        return list(tools)
+    offered = {tool.name for tool in tools}
+    unknown = sorted(set(task.allow_tools) - offered)
+    if unknown:
+        raise TaskFileError(
+            f"allow_tools names {', '.join(map(repr, unknown))}, which no tool source offers "
+            f"(tools: {', '.join(sorted(offered)) or 'none'})"
+        )
+    allowed = set(task.allow_tools)
+    return [tool for tool in tools if tool.name in allowed]

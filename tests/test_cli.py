@@ -105,8 +105,13 @@ def test_the_console_script_never_shows_a_traceback(tmp_path: Path) -> None:
 
 def test_unknown_options_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
-        main(["run"])
+        main(["run", "--no-such-option"])
     assert caught.value.code == 2
+
+
+def test_run_without_a_task_file_or_resume_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run"]) == 2
+    assert "give a task file to run, or --resume RUN_DIR" in capsys.readouterr().err
 
 
 def test_bench_executor_prints_the_figures(capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,3 +157,38 @@ def test_mcp_server_declarations_are_checked_in_the_task_file(
     task = write(tmp_path, "task: x\nmcp_servers:\n  - {name: s}\nplan: [{id: 1, tool: a}]\n")
     assert main(["run", str(task)]) == 2
     assert "exactly one of `command`" in capsys.readouterr().err
+
+
+ALLOW_LISTED = (
+    "task: x\ntools: [agentdag.tools.calculator:TOOLS]\n"
+    "mcp_servers:\n  - {name: calc, command: python -m agentdag.tools.calculator, prefix: true}\n"
+    "allow_tools: [<allowed>]\nplan:\n  - {id: 1, tool: <tool>, arguments: {expression: '6 * 7'}}\n"
+)
+
+
+def allow_listed(tmp_path: Path, allowed: str, tool: str) -> Path:
+    return write(tmp_path, ALLOW_LISTED.replace("<allowed>", allowed).replace("<tool>", tool))
+
+
+def test_an_allow_listed_mcp_tool_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(allow_listed(tmp_path, "calc.calculate", "calc.calculate")), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["answer"] == 42
+
+
+@pytest.mark.parametrize(
+    ("allowed", "tool", "needle"),
+    [
+        ("calc.calculate", "calculate", "t.yaml:7: plan.0.tool: 'calculate' is not in allow_tools (calc.calculate)"),
+        # MCP tool names are known once the servers start: the check runs then, before any node.
+        ("calc.nope", "calc.nope", "allow_tools names 'calc.nope', which no tool source offers"),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_tools_outside_the_allow_list_are_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, allowed: str, tool: str, needle: str
+) -> None:
+    task = allow_listed(tmp_path, allowed, tool)
+    assert main([command, str(task)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert needle.replace("t.yaml", str(task)) in err
+    assert "Traceback" not in err

@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agentdag import Agent, FunctionModel, tool
 from agentdag.errors import TaskFileError
-from agentdag.taskfile import load_task_file, parse_task_file
+from agentdag.messages import ModelRequest
+from agentdag.schemas import JOINER_SCHEMA
+from agentdag.taskfile import load_task_file, parse_task_file, select_allowed_tools
+from agentdag.toolsets.model import ModelTool
 
 MALFORMED = {
     "empty": ("", "t.yaml: the task file is empty"),
@@ -105,3 +110,91 @@ async def test_scaling_wraps_the_configured_roles_only() -> None:
 def test_unknown_scaling_strategies_are_rejected_with_the_key() -> None:
     with pytest.raises(TaskFileError, match=r"t.yaml:3: scaling.planner"):
         parse_task_file("task: x\nscaling:\n  planner: {strategy: magic}\n", source="t.yaml")
+
+
+# -- allow_tools --------------------------------------------------------------------------------------
+
+CALLS: list[str] = []
+
+
+@tool
+async def lookup(query: str) -> str:
+    """Look a query up."""
+    CALLS.append(f"lookup {query}")
+    return query.upper()
+
+
+@tool
+async def erase(path: str) -> str:
+    """Erase a file."""
+    CALLS.append(f"erase {path}")
+    return "erased"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "task: x\nallow_tools: [lookup]\nplan:\n  - {id: 1, tool: lookup}\n  - {id: 2, tool: erase}\n",
+            "t.yaml:5: plan.1.tool: 'erase' is not in allow_tools (lookup)",
+        ),
+        (
+            "task: x\nallow_tools: []\nplan:\n  - {id: 1, tool: lookup}\n",
+            "t.yaml:4: plan.0.tool: 'lookup' is not in allow_tools (none)",
+        ),
+        ("task: x\nallow_tools: lookup\n", "t.yaml:2: allow_tools: Input should be a valid list"),
+        ("task: x\nallow_tools: ['']\n", "t.yaml:2: allow_tools.0: String should have at least 1 character"),
+    ],
+)
+def test_allow_tools_is_checked_with_the_task_file(text: str, expected: str) -> None:
+    with pytest.raises(TaskFileError) as caught:
+        parse_task_file(text, source="t.yaml")
+    assert str(caught.value).startswith(expected), str(caught.value)
+
+
+def test_select_allowed_tools_keeps_the_allowed_and_names_the_unknown() -> None:
+    model_tool = ModelTool(FunctionModel(lambda _: "ok"))
+    offered = [lookup, erase, model_tool]
+    assert select_allowed_tools(parse_task_file("task: x\n"), offered) == offered
+    allowed = select_allowed_tools(parse_task_file("task: x\nallow_tools: [llm, lookup]\n"), offered)
+    assert [item.name for item in allowed] == ["lookup", "llm"]
+    with pytest.raises(TaskFileError) as caught:
+        select_allowed_tools(parse_task_file("task: x\nallow_tools: [lookup, erase_all, web]\n"), offered)
+    assert str(caught.value) == (
+        "allow_tools names 'erase_all', 'web', which no tool source offers (tools: erase, llm, lookup)"
+    )
+
+
+@pytest.mark.asyncio
+async def test_the_planner_sees_only_allowed_tools_and_plans_naming_others_never_run() -> None:
+    CALLS.clear()
+    task = parse_task_file("task: look things up\nallow_tools: [lookup]\n")
+    planner_replies = [
+        _plan({"id": 1, "tool": "lookup", "arguments": {"query": "a"}}),
+        _plan({"id": 2, "tool": "erase", "arguments": {"path": "/"}}),  # a replan that reaches for erase
+        _plan({"id": 2, "tool": "lookup", "arguments": {"query": "b"}}),  # the repair
+    ]
+    joiner_replies = [_decision("replan", "need more"), _decision("finish", "A B")]
+    requests: list[ModelRequest] = []
+
+    def reply(request: ModelRequest) -> str:
+        requests.append(request)
+        return (joiner_replies if request.settings.json_schema is JOINER_SCHEMA else planner_replies).pop(0)
+
+    agent = Agent(tools=select_allowed_tools(task, [lookup, erase]), model=FunctionModel(reply))
+    result = await agent.run(task.task)
+    assert result.status == "done" and result.answer == "A B"
+    assert CALLS == ["lookup a", "lookup b"]  # erase never ran
+    planner_prompt = " ".join(message.content for message in requests[0].messages)
+    assert "lookup" in planner_prompt and "erase" not in planner_prompt
+    repair = " ".join(message.content for message in requests[3].messages)
+    assert "unknown tool 'erase'" in repair
+
+
+def _plan(*nodes: dict[str, object]) -> str:
+    return json.dumps({"thought": "t", "nodes": list(nodes)})
+
+
+def _decision(action: str, text: str) -> str:
+    answer, reason = (text, "") if action == "finish" else ("", text)
+    return json.dumps({"thought": "t", "answer": answer, "action": action, "reason": reason})

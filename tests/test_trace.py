@@ -23,7 +23,8 @@ def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_run_writes_a_trace_under_runs_by_default(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(QUICKSTART)]) == 0
-    (path,) = Path("runs").glob("*-quickstart.jsonl")
+    (path,) = Path("runs").glob("*-quickstart/trace.jsonl")
+    assert (path.parent / "run.sqlite").is_file(), "the run's state sits beside its trace"
     trace = read_trace(path)
     assert trace.header["task"].startswith("Sum the areas")
     assert trace.header["tools"] == ["calculate"]
@@ -40,7 +41,7 @@ def test_a_run_writes_a_trace_under_runs_by_default(capsys: pytest.CaptureFixtur
 
 
 def test_no_trace_and_an_explicit_trace_path(tmp_path: Path) -> None:
-    assert main(["run", str(QUICKSTART), "--quiet", "--no-trace"]) == 0
+    assert main(["run", str(QUICKSTART), "--quiet", "--no-trace", "--no-state"]) == 0
     assert not Path("runs").exists()
     target = tmp_path / "deep" / "run.jsonl"
     assert main(["run", str(QUICKSTART), "--quiet", "--trace", str(target)]) == 0
