@@ -27,10 +27,12 @@ from agentdag.toolsets.base import Tool
 __all__ = ["END_OF_PLAN", "JsonPlanParser", "LLMCompilerPlanParser", "PlanParser", "node_from_mapping"]
 
 END_OF_PLAN = "<END_OF_PLAN>"
-_ACTION = re.compile(r"^\s*(\d+)\s*[.)]\s*([A-Za-z_][\w.-]*)\s*\((.*)\)\s*(?:<END_OF_PLAN>)?\s*$")
-_ACTION_START = re.compile(r"^\s*(\d+)\s*[.)]\s*")
+# At most 18 digits: a node id, not a long number that `int()` refuses (past 4,300 digits) or is slow to read.
+_ACTION = re.compile(r"^\s*(\d{1,18})\s*[.)]\s*([A-Za-z_][\w.-]*)\s*\((.*)\)\s*(?:<END_OF_PLAN>)?\s*$")
+_ACTION_START = re.compile(r"^\s*(\d{1,18})\s*[.)]\s*")
 _THOUGHT = re.compile(r"^\s*Thought\s*:\s*(.*)$", re.IGNORECASE)
 _JOIN = "join"
+_MAX_ID_DIGITS = 18
 
 
 @dataclass(slots=True)
@@ -67,7 +69,7 @@ def node_from_mapping(raw: object, position: int) -> Node | PlanProblem:
     if isinstance(depends_on, list):
         data["depends_on"] = [_strip_dollar(item) for item in depends_on]
     if isinstance(data.get("arguments"), str):  # some models encode arguments as a JSON string
-        with contextlib.suppress(json.JSONDecodeError):
+        with contextlib.suppress(ValueError, RecursionError):  # not JSON, too long a number, too deep
             data["arguments"] = json.loads(data["arguments"])
     try:
         return Node.model_validate(data)
@@ -83,13 +85,16 @@ def node_from_mapping(raw: object, position: int) -> Node | PlanProblem:
 def _strip_dollar(item: object) -> object:
     if isinstance(item, str):
         stripped = item.strip().lstrip("$").strip("{}")
-        if stripped.isdigit():
+        if stripped.isdecimal() and len(stripped) <= _MAX_ID_DIGITS:  # not "²", which int() refuses
             return int(stripped)
     return item
 
 
 class JsonPlanParser(PlanParser):
-    """Parses `{"nodes": [...]}` incrementally: a node is emitted when its closing brace arrives."""
+    """Parses `{"nodes": [...]}` incrementally: a node is emitted when its closing brace arrives.
+
+    The plan is the JSON object that starts at the first `{`; text before and after it is ignored.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -110,6 +115,10 @@ class JsonPlanParser(PlanParser):
         self._length += len(chunk)
         buffer: str | None = None
         for offset, char in enumerate(chunk):
+            if self.complete:
+                break  # text after the plan is not the plan's, as `finish` reads it
+            if not self._started and char != "{":
+                continue  # nor is prose before it: its brackets and quotes would throw the depth off
             if self._in_string:
                 if self._escaped:
                     self._escaped = False
@@ -141,9 +150,9 @@ class JsonPlanParser(PlanParser):
         self._count += 1
         try:
             raw = json.loads(text)
-        except json.JSONDecodeError as error:
+        except (ValueError, RecursionError) as error:  # ValueError: also a number too long to convert
             self.problems.append(
-                PlanProblem(self._count, "malformed", f"plan entry {self._count} is not JSON: {error}")
+                PlanProblem(self._count, "malformed", f"plan entry {self._count} is not JSON: {_reason(error)}")
             )
             return None
         result = node_from_mapping(raw, self._count)
@@ -161,9 +170,9 @@ class JsonPlanParser(PlanParser):
             return []
         try:
             document, _ = json.JSONDecoder().raw_decode(text[start:])
-        except json.JSONDecodeError as error:
+        except (ValueError, RecursionError) as error:
             if self.complete:
-                self.problems.append(PlanProblem(0, "malformed", f"the plan is not valid JSON ({error.msg})"))
+                self.problems.append(PlanProblem(0, "malformed", f"the plan is not valid JSON ({_reason(error)})"))
             else:
                 self.truncated = True
             return []
@@ -245,13 +254,16 @@ class LLMCompilerPlanParser(PlanParser):
     def _arguments(self, node_id: int, name: str, text: str) -> dict[str, Any] | None:
         try:
             call = ast.parse(f"f({text})", mode="eval").body
-            assert isinstance(call, ast.Call)
-            positional = [ast.literal_eval(argument) for argument in call.args]
-            keywords = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords if keyword.arg}
+            # `search("a") or search("b")` and `search("a")("b")` parse too, as something other than one call.
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "f"):
+                raise ValueError("not a single call")
+            positional = [_json_value(ast.literal_eval(argument)) for argument in call.args]
+            keywords = {
+                keyword.arg: _json_value(ast.literal_eval(keyword.value)) for keyword in call.keywords if keyword.arg
+            }
         except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
-            self.problems.append(
-                PlanProblem(node_id, "malformed", f"cannot read the arguments of {name}({text}); use Python literals")
-            )
+            message = f"cannot read the arguments of {name}({text}); use literals: strings, numbers, lists, dicts"
+            self.problems.append(PlanProblem(node_id, "malformed", message))
             return None
         tool = self._tools.get(name)
         if tool is None:  # keep the call readable; validation reports the unknown tool by name
@@ -270,6 +282,28 @@ class LLMCompilerPlanParser(PlanParser):
                 return None
         arguments.update(keywords)
         return arguments
+
+
+def _json_value(value: object) -> object:
+    """A Python literal as a JSON value (tuples become lists).
+
+    Raises:
+        ValueError: the literal holds something JSON cannot carry (a set, bytes, a complex number, `...`,
+            a dict key that is not a string).
+    """
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if isinstance(value, list | tuple):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {key: _json_value(item) for key, item in value.items()}
+    raise ValueError(f"a {type(value).__name__} is not a JSON value")
+
+
+def _reason(error: ValueError | RecursionError) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return error.msg
+    return "nested too deeply" if isinstance(error, RecursionError) else str(error).split(":")[0]
 
 
 def _is_reference_list(value: object) -> bool:

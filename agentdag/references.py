@@ -9,7 +9,8 @@ Two forms exist:
   (strings as they are, anything else as compact JSON).
 
 A bare `$N` counts as a reference only when node N exists, so text such as "costs $100" stays literal;
-the braced form always counts and an unknown node in it is an error.
+the braced form always counts and an unknown node in it is an error. A node id in text has at most 18
+digits: after `$` a longer run of digits is a number, and in braces it is an error.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 REF_KEY = "$ref"
+_MAX_ID_DIGITS = 18
 _STRING_REFERENCE = re.compile(r"\$\{(\d+)((?:\.[^}]*)?)\}|\$(\d+)(?![\d.\w])")
 
 
@@ -59,10 +61,20 @@ def parse_path(path: object) -> tuple[str | int, ...]:
     if path is None or path == "":
         return ()
     if isinstance(path, str):
-        return tuple(int(part) if part.isdigit() else part for part in path.split("."))
+        return tuple(_index(part) for part in path.split("."))
     if isinstance(path, list) and all(isinstance(part, str | int) and not isinstance(part, bool) for part in path):
         return tuple(path)
     raise InvalidReferenceError(f"a reference path must be a string like 'items.0.title', got {path!r}")
+
+
+def _index(part: str) -> str | int:
+    """A path part: digits are a list index, unless too long for one (or "²", a digit `int()` refuses)."""
+    return int(part) if part.isdecimal() and len(part) <= _MAX_ID_DIGITS else part
+
+
+def _node_id(digits: str) -> int | None:
+    """The node id written as `digits`, or None when it is too long to be one (`int()` refuses past 4,300)."""
+    return int(digits) if len(digits) <= _MAX_ID_DIGITS else None
 
 
 def _is_reference_object(value: Mapping[str, Any]) -> bool:
@@ -72,12 +84,12 @@ def _is_reference_object(value: Mapping[str, Any]) -> bool:
 def _parse_reference_object(value: Mapping[str, Any]) -> Reference:
     extra = set(value) - {REF_KEY, "path"}
     if extra:
-        raise InvalidReferenceError(f"a reference object has only '$ref' and 'path', not {sorted(extra)}")
-    node_id = value[REF_KEY]
-    if isinstance(node_id, str) and node_id.lstrip("$").isdigit():
-        node_id = int(node_id.lstrip("$"))
+        raise InvalidReferenceError(f"a reference object has only '$ref' and 'path', not {sorted(map(str, extra))}")
+    raw = node_id = value[REF_KEY]
+    if isinstance(raw, str) and raw.lstrip("$").isdecimal():
+        node_id = _node_id(raw.lstrip("$"))
     if not isinstance(node_id, int) or isinstance(node_id, bool):
-        raise InvalidReferenceError(f"'$ref' must be a node id (an integer), got {node_id!r}")
+        raise InvalidReferenceError(f"'$ref' must be a node id (an integer), got {raw!r}")
     return Reference(node_id, parse_path(value.get("path")), explicit=True)
 
 
@@ -85,17 +97,29 @@ def _string_references(text: str) -> Iterator[tuple[re.Match[str], Reference]]:
     for match in _STRING_REFERENCE.finditer(text):
         braced, path, bare = match.group(1), match.group(2), match.group(3)
         if braced is not None:
-            yield match, Reference(int(braced), parse_path(path[1:]), explicit=True)
+            node_id = _node_id(braced)
+            if node_id is None:
+                raise InvalidReferenceError(f"{match.group(0)[:40]!r}… names a node id too long to exist")
+            yield match, Reference(node_id, parse_path(path[1:]), explicit=True)
         else:
-            yield match, Reference(int(bare), (), explicit=False)
+            node_id = _node_id(bare)
+            if node_id is not None:  # else a long number in text, such as "$100000000000000000000"
+                yield match, Reference(node_id, (), explicit=False)
 
 
 def find_references(value: object) -> Iterator[Reference]:
     """Yield every reference inside an argument value, depth first.
 
     Raises:
-        InvalidReferenceError: a reference object is malformed.
+        InvalidReferenceError: a reference object is malformed, or the value is nested too deeply to search.
     """
+    try:
+        yield from _find(value)
+    except RecursionError:
+        raise InvalidReferenceError("the value is nested too deeply to search for references") from None
+
+
+def _find(value: object) -> Iterator[Reference]:
     if isinstance(value, str):
         if "$" in value:
             for _, reference in _string_references(value):
@@ -105,16 +129,16 @@ def find_references(value: object) -> Iterator[Reference]:
             yield _parse_reference_object(value)
             return
         for item in value.values():
-            yield from find_references(item)
+            yield from _find(item)
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from find_references(item)
+            yield from _find(item)
 
 
 def is_whole_reference(text: str, known: Collection[int]) -> bool:
     """Whether `text` is exactly one reference that counts, so it resolves to a structured value."""
     match = _STRING_REFERENCE.fullmatch(text)
-    return match is not None and (match.group(1) is not None or int(match.group(3)) in known)
+    return match is not None and (match.group(1) is not None or _node_id(match.group(3)) in known)
 
 
 def contains_reference(value: object, known: Collection[int]) -> bool:
@@ -155,16 +179,24 @@ def resolve_references(value: Any, outputs: Mapping[int, Any]) -> Any:
     not among them stays literal text.
 
     Raises:
-        InvalidReferenceError: a reference names a node not in `outputs` or a path that does not exist.
+        InvalidReferenceError: a reference names a node not in `outputs` or a path that does not exist, or
+            the value (or an output spliced into text) is nested too deeply.
     """
+    try:
+        return _resolve(value, outputs)
+    except RecursionError:
+        raise InvalidReferenceError("the value is nested too deeply to resolve its references") from None
+
+
+def _resolve(value: Any, outputs: Mapping[int, Any]) -> Any:
     if isinstance(value, str):
         return _resolve_string(value, outputs) if "$" in value else value
     if isinstance(value, Mapping):
         if _is_reference_object(value):
             return _lookup(_parse_reference_object(value), outputs)
-        return {key: resolve_references(item, outputs) for key, item in value.items()}
+        return {key: _resolve(item, outputs) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [resolve_references(item, outputs) for item in value]
+        return [_resolve(item, outputs) for item in value]
     return value
 
 
@@ -208,11 +240,10 @@ def rename_references(value: Any, renames: Mapping[int, int]) -> Any:
 
         def rename(match: re.Match[str]) -> str:
             braced, path, bare = match.group(1), match.group(2), match.group(3)
-            if braced is not None and int(braced) in renames:
-                return f"${{{renames[int(braced)]}{path}}}"
-            if bare is not None and int(bare) in renames:
-                return f"${renames[int(bare)]}"
-            return match.group(0)
+            node_id = _node_id(braced if braced is not None else bare)
+            if node_id is None or node_id not in renames:
+                return match.group(0)
+            return f"${{{renames[node_id]}{path}}}" if braced is not None else f"${renames[node_id]}"
 
         return _STRING_REFERENCE.sub(rename, value)
     if isinstance(value, Mapping):

@@ -119,7 +119,7 @@ def parse_refinement(text: str) -> Refinement | None:
         return None
     try:
         data, _ = json.JSONDecoder().raw_decode(text[start:])
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, a number too long to convert, nested too deeply
         return None
     if not isinstance(data, dict):
         return None
@@ -160,7 +160,7 @@ def parse_decision(text: str) -> Decision | None:
     if start >= 0:
         try:
             data, _ = json.JSONDecoder().raw_decode(stripped[start:])
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, a number too long to convert, nested too deeply
             data = None
         if isinstance(data, dict) and data.get("action") in ("finish", "replan"):
             answer = data.get("answer")

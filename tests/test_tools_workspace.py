@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ast
 import os
 import sys
 import time
@@ -297,3 +298,248 @@ async def test_stdio_server(workspace: Path) -> None:
         assert run.structured_content["timed_out"] is True
         assert len(run.structured_content["output"]) <= 2_200
     assert await is_gone(int((workspace / "pids.txt").read_text()))
+
+
+# -- confinement gaps: odd paths, symlinks made by a run, shells, processes that try to outlive the run ----
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("./../x", "outside the workspace"),
+        ("pkg/./../../x", "outside the workspace"),
+        ("..", "outside the workspace"),
+        ("../", "outside the workspace"),
+        ("..\\x", "outside the workspace"),  # a Windows-style separator is read as one too
+        ("pkg\\..\\..\\x", "outside the workspace"),
+        ("//etc/passwd", "absolute"),
+        ("a" * 300, "too long"),
+        ("a/" * 3_000 + "x", "too long"),
+        ("a\ud800", "cannot be resolved"),  # a lone surrogate, which no file name can hold
+        ("loop", "cannot be resolved"),
+        ("ghost", "symlink"),  # a dangling link: writing through it would create a file outside
+    ],
+)
+def test_confine_refuses_more_escapes(workspace: Path, path: str, reason: str) -> None:
+    (workspace / "loop").symlink_to("loop")
+    (workspace / "ghost").symlink_to(workspace.parent / "created_through_ghost.txt")
+    with pytest.raises(PathEscapeError, match=reason):
+        confine(workspace.resolve(), path)
+
+
+@pytest.mark.parametrize(
+    "path", ["C:\\x", "C:/x", "~/x", "\\\\server\\share", "file:///etc/passwd", "$HOME/x", "%2e%2e/x"]
+)
+def test_names_that_look_like_other_roots_stay_inside(workspace: Path, path: str) -> None:
+    root = workspace.resolve()
+    assert confine(root, path).is_relative_to(root)
+
+
+# Makes links that lead out of the workspace, the way code under test could.
+LINKING_PROGRAM = """\
+import ast
+import os
+os.symlink("/etc", "etc_link")
+os.symlink(os.path.join("..", "secret.txt"), "sneaky")
+os.symlink(os.path.join("..", "created_through_ghost.txt"), "ghost")
+os.symlink(os.path.abspath(".."), "up")
+print("linked")
+"""
+
+
+@pytest.mark.asyncio
+async def test_links_made_by_a_test_run_do_not_lead_the_file_tools_out(workspace: Path) -> None:
+    (workspace / "link.py").write_text(LINKING_PROGRAM)
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("read_file", {"path": "etc_link/passwd"}),
+        ("read_file", {"path": "sneaky"}),
+        ("patch_file", {"path": "sneaky", "old": "outside", "new": "pwned"}),
+        ("write_file", {"path": "sneaky", "content": "pwned"}),
+        ("write_file", {"path": "ghost", "content": "pwned"}),
+        ("write_file", {"path": "up/new.txt", "content": "pwned"}),
+        ("list_files", {"path": "up"}),
+        ("list_files", {"path": "etc_link"}),
+    ]
+    async with Client(create_server(config(workspace, test_command="python link.py"))) as client:
+        run = await client.call_tool("run_tests", {})
+        assert run.structured_content is not None and "linked" in run.structured_content["output"]
+        for name, arguments in calls:
+            result = await client.call_tool(name, arguments)
+            assert result.is_error and "outside the workspace" in text_of(result), (name, arguments)
+        listing = await client.call_tool("list_files", {})
+    assert listing.structured_content is not None
+    assert not any(name.startswith(("up/", "etc_link/")) for name in listing.structured_content["files"])
+    assert (workspace.parent / "secret.txt").read_text() == "outside"
+    assert not (workspace.parent / "created_through_ghost.txt").exists()
+    assert not (workspace.parent / "new.txt").exists()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "command",
+    [
+        "echo x; touch pwned",
+        "echo x && touch pwned",
+        "echo x | touch pwned",
+        "echo x > pwned",
+        "echo $(touch pwned)",
+        "echo `touch pwned`",
+        "echo x\ntouch pwned",
+        "echo 'x' \"; touch pwned\"",
+    ],
+)
+async def test_shell_syntax_in_a_command_is_plain_arguments(workspace: Path, command: str) -> None:
+    async with Client(create_server(config(workspace))) as client:
+        result = await client.call_tool("run_tests", {"command": command})
+    assert result.structured_content is not None
+    assert "pwned" in result.structured_content["output"]  # echo printed it, as an argument
+    assert not (workspace / "pwned").exists()
+
+
+SHELL_RUNNERS = {"system", "popen", "getoutput", "getstatusoutput", "create_subprocess_shell", "spawn"}
+PROCESS_STARTERS = {"open_process", "run_process", "Popen", "create_subprocess_exec"}
+SUBPROCESS_RUNNERS = {"run", "call", "check_call", "check_output"}  # as `subprocess.<name>` only
+
+
+def shell_calls(source: str) -> list[str]:
+    """Calls that would hand text to a shell: `shell=...`, os.system and friends, a process from a string."""
+    found: list[str] = []
+    for call in (node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)):
+        name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+        starts = name in PROCESS_STARTERS or (name in SUBPROCESS_RUNNERS and _is_subprocess(call.func))
+        if (
+            any(keyword.arg == "shell" and not _is_false(keyword.value) for keyword in call.keywords)
+            or (name in SHELL_RUNNERS and isinstance(call.func, ast.Attribute))
+            or (starts and call.args and _is_text(call.args[0]))
+        ):
+            found.append(f"{call.lineno}: {ast.unparse(call)[:80]}")
+    return found
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "subprocess.run(argv, shell=True)",
+        "os.system('make')",
+        "os.popen(f'ls {path}')",
+        "await asyncio.create_subprocess_shell(command)",
+        "await anyio.open_process(f'pytest {name}')",
+        "await anyio.run_process('pytest ' + name)",
+        "subprocess.Popen('ls %s' % path)",
+        "subprocess.check_output('git {}'.format(ref))",
+    ],
+)
+def test_the_shell_detector_sees_each_way_to_reach_a_shell(source: str) -> None:
+    assert shell_calls(source) != []
+    assert shell_calls("subprocess.run([sys.executable, '-c', code], shell=False); server.run('stdio')") == []
+
+
+def test_no_source_file_starts_a_shell() -> None:
+    repository = Path(__file__).parent.parent
+    found = {
+        str(path.relative_to(repository)): calls
+        for folder in ("agentdag", "tools", "benchmarks")
+        for path in sorted((repository / folder).rglob("*.py"))
+        if (calls := shell_calls(path.read_text()))
+    }
+    assert found == {}
+
+
+def _is_subprocess(func: ast.expr) -> bool:
+    return isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "subprocess"
+
+
+def _is_false(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and node.value is False
+
+
+def _is_text(node: ast.expr) -> bool:
+    """A string literal, an f-string, or text built with + or % or .format()."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    if isinstance(node, ast.JoinedStr):
+        return True
+    if isinstance(node, ast.BinOp):
+        return _is_text(node.left) or _is_text(node.right)
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format"
+
+
+# Forks a child that leaves the process group (as a daemon does) and exits at once.
+DAEMON_PROGRAM = """\
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        print(os.getpid(), flush=True)
+        time.sleep(600)
+    os._exit(0)
+os.wait()
+"""
+
+
+@pytest.mark.asyncio
+async def test_a_daemon_that_leaves_the_process_group_is_killed_too(tmp_path: Path) -> None:
+    result = await run_command(["python", "-c", DAEMON_PROGRAM], cwd=tmp_path, timeout_s=30)
+    # Before: the daemon held the output pipe open, so the run waited for the timeout and left it running.
+    assert result.passed and not result.timed_out, result.output
+    assert await is_gone(int(result.output.split()[0]))
+
+
+# A tree of 1 + 6 + 36 sleeping processes, one of them in its own session, and a parent that never ends.
+FORKING_PROGRAM = """\
+import os, time
+def record():
+    with open("pids.txt", "a") as pids:
+        pids.write(f"{os.getpid()}\\n")
+record()
+for child in range(6):
+    if os.fork() == 0:
+        if child == 0:
+            os.setsid()
+        for _ in range(6):
+            if os.fork() == 0:
+                record()
+                time.sleep(600)
+        record()
+        time.sleep(600)
+while len(open("pids.txt").read().split()) < 43:
+    time.sleep(0.05)
+print("all started", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.asyncio
+async def test_a_tree_of_processes_is_killed_on_timeout(tmp_path: Path) -> None:
+    result = await run_command(["python", "-c", FORKING_PROGRAM], cwd=tmp_path, timeout_s=10)
+    assert result.timed_out and "all started" in result.output, result.output
+    pids = [int(line) for line in (tmp_path / "pids.txt").read_text().split()]
+    assert len(pids) == 43
+    assert [pid for pid in pids if not await is_gone(pid)] == []
+
+
+@pytest.mark.asyncio
+async def test_the_memory_limit_holds_for_the_commands_children_too(tmp_path: Path) -> None:
+    script = (
+        "import subprocess, sys; "
+        "child = subprocess.run([sys.executable, '-c', 'bytearray(512 * 2**20)'], capture_output=True, text=True); "
+        "print('child:', child.returncode, child.stderr.strip().splitlines()[-1])"
+    )
+    result = await run_command(["python", "-c", script], cwd=tmp_path, timeout_s=30, memory_bytes=256 * 2**20)
+    assert "child: 1 MemoryError" in result.output
+
+
+@pytest.mark.asyncio
+async def test_a_command_reading_its_input_gets_end_of_file_not_a_hang(tmp_path: Path) -> None:
+    result = await run_command(["python", "-c", "input()"], cwd=tmp_path, timeout_s=30)
+    assert not result.timed_out and not result.passed
+    assert "EOFError" in result.output
+
+
+@pytest.mark.asyncio
+async def test_binary_output_is_bounded_text(tmp_path: Path) -> None:
+    script = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 4_000)"
+    result = await run_command(["python", "-c", script], cwd=tmp_path, timeout_s=30, max_output_bytes=2_000)
+    assert result.passed
+    assert len(result.output.encode()) < 2_000 * 3 + 100  # replacement characters take 3 bytes each
+    assert "bytes of output omitted" in result.output

@@ -7,13 +7,16 @@ guarded against, so the root must not be shared with an adversary that can creat
 
 `run_command` runs a command without a shell, in its own session, under an address space limit, killing
 its whole process group when it times out, finishes or is cancelled, and keeps a bounded head and tail of
-its output.
+its output. Processes that leave the group (`setsid`, daemons) are found through a random tag in the
+environment they inherit, and killed too; only one that execs with a scrubbed environment escapes that.
+These limits bound a run; they do not sandbox it: the command can read and write whatever the user can.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -28,6 +31,10 @@ __all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "PathEscapeError", "TestRun", "confine", 
 
 DEFAULT_MAX_OUTPUT_BYTES = 20_000
 _KILL_GRACE_S = 5.0
+_MAX_PATH_BYTES = 4_096  # Linux's PATH_MAX and NAME_MAX: longer paths fail in every file call
+_MAX_NAME_BYTES = 255
+_RUN_TAG = "AGENTDAG_RUN_TAG"
+_MAX_SWEEPS = 5
 
 
 class PathEscapeError(ValueError):
@@ -40,8 +47,9 @@ def confine(root: Path, path: str) -> Path:
     The result may not exist yet (for a file about to be written); every existing part of it is inside `root`.
 
     Raises:
-        PathEscapeError: `path` is empty, absolute, holds a NUL byte, climbs out with `..`, or resolves
-            through a symlink to a place outside `root`.
+        PathEscapeError: `path` is empty, absolute, holds a NUL byte, climbs out with `..`, resolves
+            through a symlink to a place outside `root`, or is no usable file name (too long, or a lone
+            surrogate).
     """
     if not path.strip():
         raise PathEscapeError("the path is empty; use '.' for the workspace root")
@@ -56,10 +64,14 @@ def confine(root: Path, path: str) -> Path:
             raise PathEscapeError(f"the path {path!r} leads outside the workspace ('..' climbs above the root)")
     try:
         resolved = (root / path).resolve()
-    except (OSError, RuntimeError) as error:  # a symlink loop: RuntimeError before Python 3.13
+        encoded = os.fsencode(resolved)
+    # RuntimeError: a symlink loop (before Python 3.13); ValueError: a lone surrogate, which no file name holds.
+    except (OSError, RuntimeError, ValueError) as error:
         raise PathEscapeError(f"the path {path!r} cannot be resolved: {error}") from None
     if not resolved.is_relative_to(root):
         raise PathEscapeError(f"the path {path!r} resolves outside the workspace (through a symlink)")
+    if len(encoded) >= _MAX_PATH_BYTES or any(len(os.fsencode(part)) > _MAX_NAME_BYTES for part in resolved.parts):
+        raise PathEscapeError(f"the path {path[:60]!r}… is too long for the file system")
     return resolved
 
 
@@ -121,9 +133,11 @@ async def run_command(
     program = [sys.executable, *argv[1:]] if argv[0] in ("python", "python3") else list(argv)
     output = _BoundedOutput(max_output_bytes)
     launcher = [sys.executable, "-c", _LAUNCHER, str(memory_bytes), *program]
+    tag = secrets.token_hex(16)
     async with await anyio.open_process(
         launcher,
         cwd=cwd,
+        env={**os.environ, _RUN_TAG: tag},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -134,9 +148,9 @@ async def run_command(
                 async with anyio.create_task_group() as group:
                     group.start_soon(_drain, process, output)
                     await process.wait()
-                    _kill_group(process.pid)  # leftovers would hold the pipe open
+                    _kill_run(process.pid, tag)  # leftovers would hold the pipe open
         finally:
-            _kill_group(process.pid)
+            _kill_run(process.pid, tag)
             with anyio.CancelScope(shield=True), anyio.move_on_after(_KILL_GRACE_S):
                 await process.wait()
     timed_out = deadline.cancelled_caught
@@ -154,9 +168,40 @@ async def _drain(process: anyio.abc.Process, output: _BoundedOutput) -> None:
             output.feed(chunk)
 
 
-def _kill_group(pid: int) -> None:
+def _kill_run(pid: int, tag: str) -> None:
+    """Kill the command's process group, then every process that still carries the run's tag.
+
+    A process that left the group (`setsid`, a daemon) is found by the tag its environment inherited.
+    """
     with contextlib.suppress(OSError):  # the group is gone already
         os.killpg(pid, signal.SIGKILL)
+    marker = f"{_RUN_TAG}={tag}".encode()
+    for _ in range(_MAX_SWEEPS):  # again, for processes forked while the last sweep ran
+        tagged = _tagged_processes(marker)
+        if not tagged:
+            return
+        for other in tagged:
+            with contextlib.suppress(OSError):
+                os.kill(other, signal.SIGKILL)
+
+
+def _tagged_processes(marker: bytes) -> list[int]:
+    """The live processes whose environment holds `marker` (none where there is no /proc)."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:  # a zombie's environment reads as empty; another user's cannot be read
+            with open(f"/proc/{name}/environ", "rb") as environ:
+                if marker in environ.read().split(b"\0"):
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
 
 
 class _BoundedOutput:

@@ -38,7 +38,10 @@ AnswerKind = Literal["auto", "number", "boxed", "text"]
 Extract = Callable[[str], str | None]
 Equivalent = Callable[[str, str], bool]
 
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+# An exponent has at most three digits: 10**1e9 would take minutes to compute (`\boxed{1e999999999}`).
+_EXPONENT = r"(?:[eE][-+]?\d{1,3}(?!\d))?"
+_NUMBER = re.compile(rf"-?\d[\d,]*(?:\.\d+)?{_EXPONENT}(?:/\d+)?|-?\.\d+{_EXPONENT}")
+_LONG_EXPONENT = re.compile(r"[eE][-+]?0*\d{4}")
 _ANSWER_MARK = re.compile(r"(?:final answer|answer)\s*(?:is|:|=)\s*", re.IGNORECASE)
 _WORD = re.compile(r"\w+")
 
@@ -62,6 +65,8 @@ def extract_boxed(text: str) -> str | None:
 def extract_number(text: str) -> str | None:
     r"""The number a reply answers with, in canonical form (`1,200.50` becomes `1200.5`), or None.
 
+    Scientific notation is one number (`1.5e-7`); an exponent of four or more digits is not read as one.
+
     Looks in the last `\boxed{}` (its last number), then in the sentence after the last "answer is"/"answer:"
     (its first number, or its last after an "="), then anywhere (the last number).
     """
@@ -83,13 +88,23 @@ def extract_number(text: str) -> str | None:
 
 def _canonical_number(raw: str) -> str:
     cleaned = raw.replace(",", "")
-    try:
-        value = Fraction(cleaned)
-    except (ValueError, ZeroDivisionError):
+    value = _fraction(cleaned)
+    if value is None:
         return cleaned
-    if value.denominator == 1:
-        return str(value.numerator)
-    return f"{float(value):.10g}"
+    try:
+        return str(value.numerator) if value.denominator == 1 else f"{float(value):.10g}"
+    except OverflowError:  # a fraction past float's range
+        return cleaned
+
+
+def _fraction(text: str) -> Fraction | None:
+    """`text` as an exact number, or None when it is none (or has an exponent of four or more digits)."""
+    if _LONG_EXPONENT.search(text):
+        return None
+    try:
+        return Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        return None
 
 
 def normalize_text(text: str) -> str:
@@ -123,10 +138,13 @@ def same_text(first: str, second: str) -> bool:
 
 def same_number(first: str, second: str) -> bool:
     """Numerically equal (within 1e-9 relative); falls back to `same_text` for non-numbers."""
-    try:
-        a, b = float(Fraction(first.replace(",", ""))), float(Fraction(second.replace(",", "")))
-    except (ValueError, ZeroDivisionError):
+    exact = _fraction(first.replace(",", "")), _fraction(second.replace(",", ""))
+    if exact[0] is None or exact[1] is None:
         return same_text(first, second)
+    try:
+        a, b = float(exact[0]), float(exact[1])
+    except OverflowError:  # past float's range: compare exactly
+        return exact[0] == exact[1]
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
