@@ -152,10 +152,11 @@ def _create_parser() -> argparse.ArgumentParser:
     executor.add_argument("--noop-nodes", type=_positive, default=10_000, help="nodes of the no-op DAG")
     executor.add_argument("--seed", type=int, default=0, help="random seed of the first run's DAGs")
     executor.add_argument("--runs", type=_positive, default=3, help="runs (seeds seed, seed+1, ...); medians reported")
+    executor.add_argument("--backend", choices=["local", "ray"], default="local", help="where the nodes run")
+    executor.add_argument("--address", default=None, help="a running Ray cluster, HOST:PORT (with --backend ray)")
+    executor_options = ("nodes", "noop_nodes", "seed", "runs", "backend", "address")
     executor.set_defaults(
-        command=_bench(
-            "executor", "run_executor_bench", ("nodes", "noop_nodes", "seed", "runs"), _figures_table("executor")
-        )
+        command=_bench("executor", "run_executor_bench", executor_options, _figures_table("executor"))
     )
     backend = benches.add_parser("backend", help="embedded model: tokens/s for 1 and for 4 concurrent requests")
     backend.add_argument("--json", action="store_true", help="print one JSON object")

@@ -1,7 +1,15 @@
+"""The executor's behaviour, against every backend: the local one and Ray (skipped where Ray is absent).
+
+Tools may run in other processes, so they report what they do through files, and tests observe them
+through those files, the executor's records and its events, never through shared Python objects.
+"""
+
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import anyio
 import anyio.lowlevel
@@ -9,36 +17,90 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agentdag.backends import Backend, LocalBackend
 from agentdag.errors import PlanError
 from agentdag.events import NodeEvent
-from agentdag.executor import Executor
+from agentdag.executor import Execution, Executor
 from agentdag.plan import Node
-from agentdag.toolsets import FunctionTool, Tool, ToolRegistry, tool
+from agentdag.toolsets import Tool, ToolRegistry, tool
+
+# Deadlines that must expire only on purpose: a Ray call crosses processes, and this machine may be busy.
+SHORT_TIMEOUT_S = {"local": 0.05, "ray": 3.0}
+
+
+@pytest.fixture(params=["local", "ray"])
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest, backend_kind: str) -> Backend:
+    """The local backend, or the session's open Ray backend (skipped where Ray is absent)."""
+    if backend_kind == "local":
+        return LocalBackend()
+    shared: Backend = request.getfixturevalue("ray_backend")
+    return shared
+
+
+@pytest.fixture
+def short_timeout(backend_kind: str) -> float:
+    return SHORT_TIMEOUT_S[backend_kind]
 
 
 class Gate:
-    """Tools that block until the test opens their gate, so ordering is decided by events, not clocks."""
+    """Tools log to a file and block until the test opens their gate (creates a file), in any process."""
 
-    def __init__(self) -> None:
-        self.events: dict[str, anyio.Event] = {}
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.log = folder / "log"
 
-    def event(self, name: str) -> anyio.Event:
-        return self.events.setdefault(name, anyio.Event())
+    def lines(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def open(self, name: str) -> None:
+        (self.folder / f"open-{name}").touch()
+
+    async def logged(self, execution: Execution, *lines: str) -> None:
+        """Wait until every line is in the log."""
+        await until(lambda: set(lines) <= set(self.lines()), execution)
 
 
-def make_tools(gate: Gate, log: list[str]) -> list[Tool]:
+async def until(condition: Callable[[], bool], execution: Execution | None = None) -> None:
+    """Wait for a condition that other processes make true (the test's timeout bounds the wait).
+
+    With `execution`, stop at once if one of its nodes fails, since the condition will never hold then.
+    """
+    while not condition():  # no event crosses processes, so poll
+        if execution is not None:
+            failed = execution.result().with_status("failed")
+            assert not failed, f"node {failed[0].id} failed: {failed[0].error}"
+        await anyio.sleep(0.01)
+
+
+async def append_line(path: str | Path, line: str) -> None:
+    """Append a line to a file (small appends do not interleave, whichever process makes them)."""
+    async with await anyio.open_file(path, "a") as file:
+        await file.write(line)
+
+
+def make_tools(folder: Path, *, hang_timeout_s: float = 0.05) -> list[Tool]:
+    log = str(folder / "log")
+    gates = str(folder)
+
     @tool
     async def wait(name: str) -> str:
         """Block until the gate `name` opens."""
-        log.append(f"start {name}")
-        await gate.event(name).wait()
-        log.append(f"end {name}")
+        await append_line(log, f"start {name}\n")
+        while not await anyio.Path(gates, f"open-{name}").exists():  # noqa: ASYNC110 - a gate in any process
+            await anyio.sleep(0.005)
+        await append_line(log, f"end {name}\n")
         return name
 
     @tool
     async def echo(value: object) -> object:
         """Return the value."""
-        log.append(f"echo {value}")
+        await append_line(log, f"echo {value}\n")
         return value
 
     @tool
@@ -46,7 +108,7 @@ def make_tools(gate: Gate, log: list[str]) -> list[Tool]:
         """Always raise."""
         raise RuntimeError(message)
 
-    @tool(timeout_s=0.05)
+    @tool(timeout_s=hang_timeout_s)
     async def hang() -> None:
         """Never finish."""
         await anyio.sleep_forever()
@@ -54,27 +116,46 @@ def make_tools(gate: Gate, log: list[str]) -> list[Tool]:
     return [wait, echo, fail, hang]
 
 
+def count_lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
 def node(node_id: int, tool_name: str, depends_on: Sequence[int] = (), **arguments: object) -> Node:
     return Node(id=node_id, tool=tool_name, arguments=arguments, depends_on=tuple(depends_on))
 
 
+def peak_running(events: Iterable[NodeEvent]) -> int:
+    """The most nodes that ran at once, by the executor's events (a tool runs between these events)."""
+    running = peak = 0
+    for event in events:
+        if event.kind == "started":
+            running += 1
+            peak = max(peak, running)
+        elif event.kind in ("finished", "failed", "cancelled"):
+            running -= 1
+    return peak
+
+
 @pytest.mark.asyncio
-async def test_independent_nodes_overlap_and_dependents_start_after_their_inputs() -> None:
-    gate, log = Gate(), []
+async def test_independent_nodes_overlap_and_dependents_start_after_their_inputs(
+    backend: Backend, tmp_path: Path
+) -> None:
+    gate = Gate(tmp_path)
     events: list[NodeEvent] = []
-    executor = Executor(ToolRegistry(make_tools(gate, log)), on_event=[events.append])
+    executor = Executor(ToolRegistry(make_tools(tmp_path)), on_event=[events.append], backend=backend)
     async with executor.open() as execution:
         execution.add(node(1, "wait", name="a"))
         execution.add(node(2, "wait", name="b"))
         execution.add(node(3, "echo", value="$1"))
-        await anyio.wait_all_tasks_blocked()
         # Both roots are running at once before either finishes.
-        assert log == ["start a", "start b"]
-        gate.event("a").set()
-        await anyio.wait_all_tasks_blocked()
-        assert log[-1] == "echo a"  # node 3 ran as soon as its only input existed, while b still runs
+        await gate.logged(execution, "start a", "start b")
+        assert sorted(gate.lines()) == ["start a", "start b"]
+        gate.open("a")
+        # Node 3 runs as soon as its only input exists, while b still runs.
+        await until(lambda: execution.records[3].status == "done", execution)
         assert execution.records[2].status == "running"
-        gate.event("b").set()
+        assert "end b" not in gate.lines()
+        gate.open("b")
     kinds = [(event.kind, event.node_id) for event in events]
     assert kinds.index(("started", 2)) < kinds.index(("finished", 1))
     assert kinds.index(("finished", 1)) < kinds.index(("started", 3)) < kinds.index(("finished", 2))
@@ -82,10 +163,9 @@ async def test_independent_nodes_overlap_and_dependents_start_after_their_inputs
 
 
 @pytest.mark.asyncio
-async def test_failure_skips_dependents_with_cause_and_rest_of_graph_finishes() -> None:
-    gate, log = Gate(), []
-    executor = Executor(ToolRegistry(make_tools(gate, log)))
-    gate.event("x").set()
+async def test_failure_skips_dependents_with_cause_and_rest_of_graph_finishes(backend: Backend, tmp_path: Path) -> None:
+    executor = Executor(ToolRegistry(make_tools(tmp_path)), backend=backend)
+    Gate(tmp_path).open("x")
     result = await executor.run(
         [
             node(1, "fail", message="boom"),
@@ -97,7 +177,7 @@ async def test_failure_skips_dependents_with_cause_and_rest_of_graph_finishes() 
     )
     records = result.records
     assert records[1].status == "failed"
-    assert records[1].error is not None and "boom" in records[1].error.message
+    assert records[1].error is not None and records[1].error.message == "RuntimeError: boom"
     assert [records[2].status, records[3].status] == ["skipped", "skipped"]
     assert records[3].error is not None and records[3].error.cause == 1
     assert records[5].status == "done" and records[5].output == "x"
@@ -105,37 +185,38 @@ async def test_failure_skips_dependents_with_cause_and_rest_of_graph_finishes() 
 
 
 @pytest.mark.asyncio
-async def test_timeout_fails_the_node_without_hanging() -> None:
-    gate, log = Gate(), []
-    result = await Executor(ToolRegistry(make_tools(gate, log))).run([node(1, "hang"), node(2, "echo", value="$1")])
+async def test_timeout_fails_the_node_without_hanging(backend: Backend, tmp_path: Path, short_timeout: float) -> None:
+    tools = ToolRegistry(make_tools(tmp_path, hang_timeout_s=short_timeout))
+    result = await Executor(tools, backend=backend).run([node(1, "hang"), node(2, "echo", value="$1")])
     assert result.records[1].status == "failed"
     assert result.records[1].error is not None and result.records[1].error.kind == "timeout"
     assert result.records[2].status == "skipped"
 
 
 @pytest.mark.asyncio
-async def test_executor_default_timeout_applies_to_tools_without_one() -> None:
+async def test_executor_default_timeout_applies_to_tools_without_one(backend: Backend, short_timeout: float) -> None:
     @tool
     async def slow() -> None:
         await anyio.sleep_forever()
 
-    result = await Executor(ToolRegistry([slow]), timeout_s=0.02).run([node(1, "slow")])
+    result = await Executor(ToolRegistry([slow]), timeout_s=short_timeout, backend=backend).run([node(1, "slow")])
     assert result.records[1].error is not None and result.records[1].error.kind == "timeout"
 
 
 @pytest.mark.asyncio
-async def test_retryable_tool_is_retried_with_backoff_until_it_succeeds() -> None:
-    calls: list[int] = []
+async def test_retryable_tool_is_retried_with_backoff_until_it_succeeds(backend: Backend, tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
 
     @tool(retries=3, backoff_s=0.001)
     async def flaky() -> int:
-        calls.append(1)
-        if len(calls) < 3:
+        await append_line(calls, "call\n")
+        count = len(calls.read_text().splitlines())
+        if count < 3:
             raise ConnectionError("transient")
-        return len(calls)
+        return count
 
     events: list[NodeEvent] = []
-    result = await Executor(ToolRegistry([flaky]), on_event=[events.append]).run([node(1, "flaky")])
+    result = await Executor(ToolRegistry([flaky]), on_event=[events.append], backend=backend).run([node(1, "flaky")])
     assert result.records[1].status == "done"
     assert result.records[1].output == 3
     assert result.records[1].attempts == 3
@@ -143,123 +224,129 @@ async def test_retryable_tool_is_retried_with_backoff_until_it_succeeds() -> Non
 
 
 @pytest.mark.asyncio
-async def test_retries_stop_at_the_limit_and_timeouts_count_as_attempts() -> None:
-    attempts: list[int] = []
+async def test_retries_stop_at_the_limit_and_timeouts_count_as_attempts(
+    backend: Backend, tmp_path: Path, short_timeout: float
+) -> None:
+    calls = tmp_path / "calls"
 
-    @tool(retries=2, backoff_s=0.0, timeout_s=0.02)
+    @tool(retries=2, backoff_s=0.0, timeout_s=short_timeout)
     async def stuck() -> None:
-        attempts.append(1)
+        await append_line(calls, "call\n")
         await anyio.sleep_forever()
 
-    result = await Executor(ToolRegistry([stuck])).run([node(1, "stuck")])
-    assert len(attempts) == 3
+    result = await Executor(ToolRegistry([stuck]), backend=backend).run([node(1, "stuck")])
+    assert count_lines(calls) == 3
+    assert result.records[1].attempts == 3
     assert result.records[1].status == "failed"
     assert result.records[1].error is not None and result.records[1].error.kind == "timeout"
 
 
 @pytest.mark.asyncio
-async def test_tools_without_retries_are_called_once() -> None:
-    calls: list[int] = []
+async def test_tools_without_retries_are_called_once(backend: Backend, tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
 
     @tool
     async def once() -> None:
-        calls.append(1)
+        await append_line(calls, "call\n")
         raise ConnectionError("no")
 
-    result = await Executor(ToolRegistry([once])).run([node(1, "once")])
-    assert calls == [1]
+    result = await Executor(ToolRegistry([once]), backend=backend).run([node(1, "once")])
+    assert count_lines(calls) == 1
     assert result.records[1].status == "failed"
+    assert result.records[1].error is not None and result.records[1].error.message == "ConnectionError: no"
 
 
 @pytest.mark.asyncio
-async def test_invalid_arguments_fail_without_retry_even_for_retryable_tools() -> None:
-    calls: list[int] = []
+async def test_invalid_arguments_fail_without_retry_even_for_retryable_tools(backend: Backend, tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
 
     @tool(retries=3, backoff_s=0)
     async def typed(count: int) -> int:
-        calls.append(count)
+        await append_line(calls, f"{count}\n")
         return count
 
     @tool
     async def text() -> str:
         return "not a number"
 
-    result = await Executor(ToolRegistry([typed, text])).run([node(1, "text"), node(2, "typed", count="$1")])
-    assert calls == []
+    tools = ToolRegistry([typed, text])
+    result = await Executor(tools, backend=backend).run([node(1, "text"), node(2, "typed", count="$1")])
+    assert count_lines(calls) == 0
+    assert result.records[2].attempts == 1
     assert result.records[2].error is not None and result.records[2].error.kind == "invalid_arguments"
     assert "count" in result.records[2].error.message
 
 
-def _tracking_tool(name: str, running: list[int], peak: list[int], **options: int) -> FunctionTool:
+def _working_tool(name: str, *, max_concurrency: int | None = None) -> Tool:
     async def body(index: int) -> int:
-        running[0] += 1
-        peak[0] = max(peak[0], running[0])
-        await anyio.lowlevel.checkpoint()
-        await anyio.sleep(0.001)
-        running[0] -= 1
+        await anyio.sleep(0.01)
         return index
 
-    return tool(name=name, max_concurrency=options.get("max_concurrency"))(body)
+    return tool(name=name, max_concurrency=max_concurrency)(body)
 
 
 @pytest.mark.asyncio
-async def test_global_concurrency_limit_holds() -> None:
-    running, peak = [0], [0]
-    work = _tracking_tool("work", running, peak)
+async def test_global_concurrency_limit_holds(backend: Backend) -> None:
+    events: list[NodeEvent] = []
     nodes = [node(index, "work", index=index) for index in range(1, 21)]
-    result = await Executor(ToolRegistry([work]), max_concurrency=3).run(nodes)
+    executor = Executor(
+        ToolRegistry([_working_tool("work")]), max_concurrency=3, on_event=[events.append], backend=backend
+    )
+    result = await executor.run(nodes)
     assert result.succeeded
-    assert peak[0] == 3
+    assert peak_running(events) == 3
 
 
 @pytest.mark.asyncio
-async def test_per_tool_limit_from_policy_and_from_executor_override() -> None:
-    running, peak = [0], [0]
-    limited = _tracking_tool("limited", running, peak, max_concurrency=2)
+async def test_per_tool_limit_from_policy_and_from_executor_override(backend: Backend) -> None:
+    limited = ToolRegistry([_working_tool("limited", max_concurrency=2)])
     nodes = [node(index, "limited", index=index) for index in range(1, 11)]
-    assert (await Executor(ToolRegistry([limited])).run(nodes)).succeeded
-    assert peak[0] == 2
-    peak[0] = 0
-    assert (await Executor(ToolRegistry([limited]), tool_concurrency={"limited": 1}).run(nodes)).succeeded
-    assert peak[0] == 1
+    events: list[NodeEvent] = []
+    assert (await Executor(limited, on_event=[events.append], backend=backend).run(nodes)).succeeded
+    assert peak_running(events) == 2
+    events.clear()
+    executor = Executor(limited, tool_concurrency={"limited": 1}, on_event=[events.append], backend=backend)
+    assert (await executor.run(nodes)).succeeded
+    assert peak_running(events) == 1
 
 
 @pytest.mark.asyncio
-async def test_cancelling_a_running_node_skips_its_dependents() -> None:
-    gate, log = Gate(), []
-    executor = Executor(ToolRegistry(make_tools(gate, log)))
+async def test_cancelling_a_running_node_skips_its_dependents(backend: Backend, tmp_path: Path) -> None:
+    gate = Gate(tmp_path)
+    executor = Executor(ToolRegistry(make_tools(tmp_path)), backend=backend)
     async with executor.open() as execution:
         execution.add(node(1, "wait", name="never"))
         execution.add(node(2, "echo", value="$1"))
         execution.add(node(3, "echo", value="independent"))
-        await anyio.wait_all_tasks_blocked()
+        await gate.logged(execution, "start never")
         assert execution.cancel(1, "no longer needed")
     records = execution.records
     assert records[1].status == "cancelled"
     assert records[1].error is not None and records[1].error.message == "no longer needed"
     assert records[2].status == "skipped"
     assert records[3].status == "done"
+    assert "end never" not in gate.lines()
 
 
 @pytest.mark.asyncio
-async def test_cancelling_a_node_waiting_for_a_slot_finishes_it_at_once() -> None:
-    gate, log = Gate(), []
-    executor = Executor(ToolRegistry(make_tools(gate, log)), max_concurrency=1)
+async def test_cancelling_a_node_waiting_for_a_slot_finishes_it_at_once(backend: Backend, tmp_path: Path) -> None:
+    gate = Gate(tmp_path)
+    executor = Executor(ToolRegistry(make_tools(tmp_path)), max_concurrency=1, backend=backend)
     async with executor.open() as execution:
         execution.add(node(1, "wait", name="first"))
         execution.add(node(2, "wait", name="second"))
-        await anyio.wait_all_tasks_blocked()
+        await gate.logged(execution, "start first")
+        assert execution.records[2].status == "queued"
         assert execution.cancel(2)
         assert execution.records[2].status == "cancelled"
-        gate.event("first").set()
-    assert log == ["start first", "end first"]
+        gate.open("first")
+    assert gate.lines() == ["start first", "end first"]
     assert not execution.cancel(2)
 
 
 @pytest.mark.asyncio
-async def test_outer_cancellation_cancels_running_nodes_and_leaves_no_tasks() -> None:
-    gate, log = Gate(), []
-    executor = Executor(ToolRegistry(make_tools(gate, log)))
+async def test_outer_cancellation_cancels_running_nodes_and_leaves_no_tasks(backend: Backend, tmp_path: Path) -> None:
+    executor = Executor(ToolRegistry(make_tools(tmp_path)), backend=backend)
     tasks_before = len(_all_tasks())
     with anyio.move_on_after(0.05):
         async with executor.open() as execution:
@@ -273,21 +360,23 @@ async def test_outer_cancellation_cancels_running_nodes_and_leaves_no_tasks() ->
 
 
 @pytest.mark.asyncio
-async def test_cancel_all_stops_everything() -> None:
-    gate, log = Gate(), []
-    async with Executor(ToolRegistry(make_tools(gate, log))).open() as execution:
+async def test_cancel_all_stops_everything(backend: Backend, tmp_path: Path) -> None:
+    gate = Gate(tmp_path)
+    async with Executor(ToolRegistry(make_tools(tmp_path)), backend=backend).open() as execution:
         execution.add(node(1, "wait", name="a"))
         execution.add(node(2, "echo", [1], value=1))
-        await anyio.wait_all_tasks_blocked()
+        await gate.logged(execution, "start a")
         execution.cancel_all("user stop")
     assert execution.records[1].status == "cancelled"
     assert execution.records[2].status in {"cancelled", "skipped"}
+    assert "end a" not in gate.lines()
 
 
 @pytest.mark.asyncio
-async def test_nodes_arrive_while_the_execution_runs_and_wait_returns_when_idle() -> None:
-    gate, log = Gate(), []
-    async with Executor(ToolRegistry(make_tools(gate, log))).open() as execution:
+async def test_nodes_arrive_while_the_execution_runs_and_wait_returns_when_idle(
+    backend: Backend, tmp_path: Path
+) -> None:
+    async with Executor(ToolRegistry(make_tools(tmp_path)), backend=backend).open() as execution:
         execution.add(node(1, "echo", value={"items": [{"title": "A"}]}))
         await execution.wait()
         assert execution.records[1].status == "done"
@@ -299,9 +388,8 @@ async def test_nodes_arrive_while_the_execution_runs_and_wait_returns_when_idle(
 
 
 @pytest.mark.asyncio
-async def test_a_node_added_after_its_dependency_failed_is_skipped_at_once() -> None:
-    gate, log = Gate(), []
-    async with Executor(ToolRegistry(make_tools(gate, log))).open() as execution:
+async def test_a_node_added_after_its_dependency_failed_is_skipped_at_once(backend: Backend, tmp_path: Path) -> None:
+    async with Executor(ToolRegistry(make_tools(tmp_path)), backend=backend).open() as execution:
         execution.add(node(1, "fail", message="x"))
         await execution.wait()
         record = execution.add(node(2, "echo", value="$1"))
@@ -309,9 +397,8 @@ async def test_a_node_added_after_its_dependency_failed_is_skipped_at_once() -> 
 
 
 @pytest.mark.asyncio
-async def test_add_rejects_invalid_nodes_with_plan_errors() -> None:
-    gate, log = Gate(), []
-    async with Executor(ToolRegistry(make_tools(gate, log))).open() as execution:
+async def test_add_rejects_invalid_nodes_with_plan_errors(backend: Backend, tmp_path: Path) -> None:
+    async with Executor(ToolRegistry(make_tools(tmp_path)), backend=backend).open() as execution:
         execution.add(node(1, "echo", value=1))
         with pytest.raises(PlanError, match="already"):
             execution.add(node(1, "echo", value=1))
@@ -322,54 +409,58 @@ async def test_add_rejects_invalid_nodes_with_plan_errors() -> None:
 
 
 @pytest.mark.asyncio
-async def test_run_rejects_an_invalid_plan_before_running_anything() -> None:
-    gate, log = Gate(), []
+async def test_run_rejects_an_invalid_plan_before_running_anything(backend: Backend, tmp_path: Path) -> None:
+    gate = Gate(tmp_path)
+    executor = Executor(ToolRegistry(make_tools(tmp_path)), backend=backend)
     with pytest.raises(PlanError) as caught:
-        await Executor(ToolRegistry(make_tools(gate, log))).run([node(1, "echo", value="x"), node(2, "nope")])
-    assert log == []
+        await executor.run([node(1, "echo", value="x"), node(2, "nope")])
+    assert gate.lines() == []
     assert "node 2" in str(caught.value)
 
 
+@pytest.mark.parametrize("backend_kind", ["local"], indirect=True)  # threads of this process: local only
 @pytest.mark.asyncio
-async def test_sync_tools_run_in_worker_threads() -> None:
+async def test_sync_tools_run_in_worker_threads(backend: Backend) -> None:
     main_thread = threading.get_ident()
 
     @tool
     def where() -> bool:
         return threading.get_ident() != main_thread
 
-    result = await Executor(ToolRegistry([where])).run([node(1, "where")])
+    result = await Executor(ToolRegistry([where]), backend=backend).run([node(1, "where")])
     assert result.records[1].output is True
 
 
 @pytest.mark.asyncio
-async def test_a_hanging_sync_tool_times_out_instead_of_hanging_the_run() -> None:
-    release = threading.Event()
+async def test_a_hanging_sync_tool_times_out_instead_of_hanging_the_run(
+    backend: Backend, tmp_path: Path, short_timeout: float
+) -> None:
+    release = tmp_path / "release"
 
-    @tool(timeout_s=0.05)
+    @tool(timeout_s=short_timeout)
     def blocking() -> None:
-        release.wait(5)
+        while not release.exists():
+            time.sleep(0.01)
 
-    result = await Executor(ToolRegistry([blocking])).run([node(1, "blocking")])
-    release.set()
+    result = await Executor(ToolRegistry([blocking]), backend=backend).run([node(1, "blocking")])
+    release.touch()
     assert result.records[1].error is not None and result.records[1].error.kind == "timeout"
 
 
 @pytest.mark.asyncio
-async def test_unserialisable_results_fail_the_node() -> None:
+async def test_unserialisable_results_fail_the_node(backend: Backend) -> None:
     @tool
     async def socketish() -> object:
         return threading.Lock()
 
-    result = await Executor(ToolRegistry([socketish])).run([node(1, "socketish")])
+    result = await Executor(ToolRegistry([socketish]), backend=backend).run([node(1, "socketish")])
     assert result.records[1].status == "failed"
     assert result.records[1].error is not None and "JSON" in result.records[1].error.message
 
 
 @pytest.mark.asyncio
-async def test_missing_field_path_fails_only_the_referencing_node() -> None:
-    gate, log = Gate(), []
-    result = await Executor(ToolRegistry(make_tools(gate, log))).run(
+async def test_missing_field_path_fails_only_the_referencing_node(backend: Backend, tmp_path: Path) -> None:
+    result = await Executor(ToolRegistry(make_tools(tmp_path)), backend=backend).run(
         [node(1, "echo", value={"a": 1}), node(2, "echo", value={"$ref": 1, "path": "b"})]
     )
     assert result.records[2].status == "failed"
@@ -391,38 +482,46 @@ def random_dags(draw: st.DrawFn) -> list[Node]:
         parents = (
             draw(st.lists(st.integers(min_value=1, max_value=index - 1), max_size=3, unique=True)) if index > 1 else []
         )
-        nodes.append(Node(id=index, tool="record", arguments={"index": index}, depends_on=tuple(parents)))
+        spins = draw(st.integers(min_value=0, max_value=3))
+        nodes.append(
+            Node(id=index, tool="record", arguments={"index": index, "spins": spins}, depends_on=tuple(parents))
+        )
     return nodes
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(dag=random_dags(), seed=st.integers(min_value=0, max_value=2**16))
-def test_every_node_runs_exactly_once_after_all_its_dependencies(dag: list[Node], seed: int) -> None:
-    import random
+@tool
+async def record(index: int, spins: int) -> int:
+    """Yield to the event loop `spins` times, so that nodes finish in a shuffled order, and return `index`."""
+    for _ in range(spins):
+        await anyio.lowlevel.checkpoint()
+    return index
 
-    order: list[int] = []
-    rng = random.Random(seed)
 
-    @tool
-    async def record(index: int) -> int:
-        for _ in range(rng.randint(0, 3)):
-            await anyio.lowlevel.checkpoint()
-        order.append(index)
-        return index
+def test_every_node_runs_exactly_once_after_all_its_dependencies(backend: Backend) -> None:
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(dag=random_dags(), concurrency=st.sampled_from([None, 1, 2, 5]))
+    def check(dag: list[Node], concurrency: int | None) -> None:
+        events: list[NodeEvent] = []
+        executor = Executor(
+            ToolRegistry([record]), max_concurrency=concurrency, on_event=[events.append], backend=backend
+        )
+        result = anyio.run(executor.run, dag)
+        assert result.succeeded
+        assert result.outputs == {item.id: item.id for item in dag}
+        started = [event.node_id for event in events if event.kind == "started"]
+        assert sorted(started) == [item.id for item in dag]
+        position = {(event.kind, event.node_id): place for place, event in enumerate(events)}
+        for item in dag:
+            for parent in item.depends_on:
+                assert position["finished", parent] < position["started", item.id]
 
-    result = anyio.run(Executor(ToolRegistry([record]), max_concurrency=rng.choice([None, 1, 2, 5])).run, dag)
-    assert sorted(order) == [item.id for item in dag]
-    position = {index: place for place, index in enumerate(order)}
-    for item in dag:
-        for parent in item.depends_on:
-            assert position[parent] < position[item.id]
-    assert result.succeeded
+    check()
 
 
 @pytest.mark.asyncio
-async def test_started_events_carry_the_first_attempt_number() -> None:
-    gate, log = Gate(), []
+async def test_started_events_carry_the_first_attempt_number(backend: Backend, tmp_path: Path) -> None:
     events: list[NodeEvent] = []
-    await Executor(ToolRegistry(make_tools(gate, log)), on_event=[events.append]).run([node(1, "echo", value=1)])
+    tools = ToolRegistry(make_tools(tmp_path))
+    await Executor(tools, on_event=[events.append], backend=backend).run([node(1, "echo", value=1)])
     started = [event for event in events if event.kind == "started"]
     assert [event.attempt for event in started] == [1]

@@ -4,6 +4,9 @@ Scheduling, limits, deadlines, retries, cancellation and replanning stay in the 
 only runs the node it is handed, in the current process (`LocalBackend`) or somewhere else (the Ray
 backend in `agentdag.backends.ray`). The executor cancels an attempt by cancelling the task that awaits
 `Backend.call`; a backend that runs work elsewhere must stop that work when it sees the cancellation.
+
+A backend is an async context manager: open it before the executor runs and close it after (the local
+backend needs neither, so it may also be used unopened).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Self
 
 from agentdag.plan import Node
 from agentdag.toolsets.base import JsonValue, Tool
@@ -49,6 +53,13 @@ class Backend(ABC):
     name: str = "backend"
     by_reference: bool = False
 
+    async def __aenter__(self) -> Self:
+        """Acquire what the backend needs (a cluster connection, workers); nothing by default."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:  # noqa: B027 - a hook; most backends hold nothing
+        """Release what `__aenter__` acquired; nothing by default."""
+
     @abstractmethod
     async def call(self, call: NodeCall) -> JsonValue:
         """Run one attempt of the node and return its output.
@@ -63,6 +74,10 @@ class Backend(ABC):
         """Whether `output` is a handle to an output this backend keeps elsewhere."""
         del output
         return False
+
+    async def fetch(self, output: JsonValue) -> JsonValue:
+        """The full value of a node's output: `output` itself unless it is a handle that `keeps` knows."""
+        return output
 
 
 class LocalBackend(Backend):

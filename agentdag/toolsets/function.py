@@ -61,13 +61,21 @@ class FunctionTool(Tool):
         self.input_schema.pop("title", None)
         self._parameters = tuple(self._arguments_model.model_fields)
 
-    async def call(self, arguments: dict[str, JsonValue]) -> JsonValue:
-        """Validate the arguments against the type hints, call the function, return its JSON-able result."""
+    def bind(self, arguments: dict[str, JsonValue]) -> dict[str, Any]:
+        """Validate the arguments against the type hints and return the function's keyword arguments.
+
+        Raises:
+            ToolArgumentsError: the arguments do not match the schema.
+        """
         try:
             validated = self._arguments_model.model_validate(arguments)
         except pydantic.ValidationError as error:
             raise ToolArgumentsError(_describe_validation_error(self.name, error)) from None
-        keywords = {parameter: getattr(validated, parameter) for parameter in self._parameters}
+        return {parameter: getattr(validated, parameter) for parameter in self._parameters}
+
+    async def call(self, arguments: dict[str, JsonValue]) -> JsonValue:
+        """Validate the arguments against the type hints, call the function, return its JSON-able result."""
+        keywords = self.bind(arguments)
         if self.is_async:
             result = await self.function(**keywords)
         else:
