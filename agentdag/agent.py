@@ -15,7 +15,7 @@ from agentdag.executor import ExecutionResult, Executor
 from agentdag.models.base import Model
 from agentdag.plan import Node, PlanProblem, validate_plan
 from agentdag.planning import Compiler, PlannerConfig
-from agentdag.references import resolve_references
+from agentdag.references import find_references, resolve_references
 from agentdag.result import RunResult, RunStatus
 from agentdag.store import NodeSaver, RunStore, RunStoreError
 from agentdag.toolsets.base import JsonValue, Tool
@@ -113,7 +113,7 @@ class Agent:
         error: str | None = None
         value: JsonValue = None
         try:
-            value = resolve_references(template, result.outputs)
+            value = resolve_references(template, await self._fetch_referenced(template, result.outputs))
         except InvalidReferenceError as problem:
             status, error = "failed", f"no answer: {problem}"
             failed = result.with_status("failed")
@@ -130,6 +130,16 @@ class Agent:
         if store is not None:
             store.save_result(run_result)
         return run_result
+
+    async def _fetch_referenced(self, template: Any, outputs: dict[int, JsonValue]) -> dict[int, JsonValue]:
+        """`outputs`, with those `template` refers to fetched if the backend kept them elsewhere."""
+        backend = self.executor.backend
+        if not backend.by_reference:
+            return outputs
+        wanted = {reference.node_id for reference in find_references(template)}
+        return {
+            node_id: await backend.fetch(output) if node_id in wanted else output for node_id, output in outputs.items()
+        }
 
     async def _execute_plan(self, plan: Sequence[Node], store: RunStore) -> ExecutionResult:
         saved = store.load()

@@ -23,6 +23,7 @@ from rich.live import Live
 from rich.table import Table
 
 from agentdag.agent import Agent
+from agentdag.backends.base import Backend, LocalBackend
 from agentdag.errors import AgentdagError, ModelError, PlanError, TaskFileError
 from agentdag.events import Event, RunEventSink
 from agentdag.models.base import Model
@@ -37,6 +38,7 @@ from agentdag.store import RunStore, RunStoreError
 from agentdag.summary import RunSummary, summarize
 from agentdag.taskfile import (
     MODEL_TOOL,
+    RayBackendConfig,
     TaskFile,
     load_task_file,
     load_task_tools,
@@ -395,7 +397,7 @@ async def _plan_command(arguments: argparse.Namespace) -> int:
         if problems:
             raise PlanError(list(problems))
     else:
-        async with _open_agent(task, arguments.task.parent, need_model=True) as agent:
+        async with _open_agent(task, arguments.task.parent, need_model=True, need_backend=False) as agent:
             nodes, problems = await agent.draft(task.task)
         if problems:
             lines = "\n".join(f"  - {problem}" for problem in problems)
@@ -437,10 +439,13 @@ async def _open_agent(
     base_dir: Path,
     *,
     need_model: bool,
+    need_backend: bool = True,
     on_event: Sequence[RunEventSink] = (),
     view: RunView | None = None,
 ) -> AsyncIterator[Agent]:
     """An agent for a task file, with its model open when the planner or the `llm` tool needs it.
+
+    Without `need_backend` (a draft runs no node) the agent runs nodes in this process.
 
     With a `view`, the model is metered so that the view counts tokens as they are spent: the planner's
     and joiner's through one wrapper, the `llm` tool's (per node) through another.
@@ -455,6 +460,7 @@ async def _open_agent(
                     MeteredModel(model, view.count_model_usage),
                     MeteredModel(model, view.count_tool_usage),
                 )
+        backend = await stack.enter_async_context(_open_backend(task)) if need_backend else LocalBackend()
         scaling = task.scaling
         tools = await stack.enter_async_context(
             _open_tools(task, base_dir, None if tool_model is None else scaling.wrap("tools", tool_model))
@@ -469,7 +475,21 @@ async def _open_agent(
             tool_concurrency=task.limits.tool_concurrency,
             timeout_s=task.limits.timeout_s,
             on_event=on_event,
+            backend=backend,
         )
+
+
+@asynccontextmanager
+async def _open_backend(task: TaskFile) -> AsyncIterator[Backend]:
+    """The backend the task file asks for, open (a Ray cluster is connected to or started here)."""
+    if isinstance(task.backend, RayBackendConfig):
+        from agentdag.backends.ray import RayBackend, RayConfig  # imports Ray only when a task asks for it
+
+        config = RayConfig.model_validate(task.backend.model_dump(exclude={"kind"}))
+        async with RayBackend(config) as backend:
+            yield backend
+    else:
+        yield LocalBackend()
 
 
 @asynccontextmanager

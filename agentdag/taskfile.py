@@ -9,12 +9,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentdag.backends.ray_config import RayConfig
 from agentdag.errors import TaskFileError
 from agentdag.models.base import Model
 from agentdag.models.config import ModelConfig
@@ -30,6 +31,8 @@ __all__ = [
     "MODEL_TOOL",
     "CacheConfig",
     "Limits",
+    "LocalBackendConfig",
+    "RayBackendConfig",
     "TaskFile",
     "load_task_file",
     "load_task_tools",
@@ -74,6 +77,21 @@ class CacheConfig(_Strict):
     path: Path | None = None
 
 
+class LocalBackendConfig(_Strict):
+    """Nodes run in this process (`backend: {kind: local}`, the default)."""
+
+    kind: Literal["local"] = "local"
+
+
+class RayBackendConfig(RayConfig):
+    """Nodes run on a Ray cluster: `backend: {kind: ray, address: ..., ...}`.
+
+    The other keys are `RayConfig`'s. Needs `pip install 'agentdag[ray]'`.
+    """
+
+    kind: Literal["ray"]
+
+
 class RoleScaling(_Strict):
     """Test-time scaling per model role: a strategy, or a list of strategies stacked innermost first.
 
@@ -110,6 +128,7 @@ class TaskFile(_Strict):
             `{"$ref": 3, "path": "items.0"}`, ...); defaults to the output of the last node.
         limits: concurrency and time limits.
         cache: which tools' results to cache, and for how long.
+        backend: where ready nodes run: `{kind: local}` (the default) or `{kind: ray, ...}`.
         allow_tools: when set, the only tools the planner sees and a plan may call, by the names plans use
             (Python tools, MCP server tools, `llm`); a name that no tool source offers is an error.
     """
@@ -124,6 +143,7 @@ class TaskFile(_Strict):
     answer: Any = None
     limits: Limits = Field(default_factory=Limits)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    backend: LocalBackendConfig | RayBackendConfig = Field(default_factory=LocalBackendConfig, discriminator="kind")
     allow_tools: list[Annotated[str, Field(min_length=1)]] | None = None
 
 

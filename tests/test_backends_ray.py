@@ -546,3 +546,46 @@ def _parent_in(pid: int, parents: list[int]) -> bool:
         return _parent_of(pid) in parents
     except (OSError, IndexError):
         return False
+
+
+# -- from a task file --------------------------------------------------------------------------------
+
+
+@tool
+def worker_pid() -> int:
+    """The process id of the process running this tool."""
+    return os.getpid()
+
+
+@tool
+async def big_text(size: int) -> str:
+    """A text of `size` characters."""
+    return "x" * size
+
+
+def test_a_task_file_runs_its_plan_on_ray_and_its_answer_holds_values(
+    ray_cluster: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        "task: Where do the tools run?\n"
+        "tools: ['test_backends_ray:worker_pid', 'test_backends_ray:big_text']\n"
+        "backend: {kind: ray, inline_bytes: 1000}\n"
+        "plan:\n"
+        "  - {id: 1, tool: worker_pid}\n"
+        "  - {id: 2, tool: big_text, arguments: {size: 200000}}\n"
+        "answer: {pid: '$1', text: '$2'}\n"
+    )
+    assert main(["run", str(task), "--json", "--no-state", "--no-trace"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["answer"]["pid"] != os.getpid(), "the sync tool ran in a Ray worker, not in this process"
+    assert result["answer"]["text"] == "x" * 200_000, "the answer holds the value kept in the object store"
+    (kept,) = [item for item in result["nodes"] if item["id"] == 2]
+    assert kept["output"]["bytes"] > 200_000 and "$ray" in kept["output"], "the record holds the placeholder"
+
+
+def test_a_task_file_with_a_misspelt_ray_key_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    task = tmp_path / "task.yaml"
+    task.write_text("task: x\nbackend: {kind: ray, adress: 'h:6379'}\nplan: [{id: 1, tool: noop}]\n")
+    assert main(["run", str(task), "--no-state"]) == EXIT_BAD_INPUT
+    assert "backend.ray.adress: unknown key" in capsys.readouterr().err
