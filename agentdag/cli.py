@@ -160,6 +160,16 @@ def _create_parser() -> argparse.ArgumentParser:
     executor.set_defaults(
         command=_bench("executor", "run_executor_bench", executor_options, _figures_table("executor"))
     )
+    durability = benches.add_parser("durability", help="cost of saved run state, gain of resume and of the tool cache")
+    durability.add_argument("--json", action="store_true", help="print one JSON object")
+    durability.add_argument("--nodes", type=_positive, default=2000, help="no-op nodes timed with and without state")
+    durability.add_argument("--sleep-ms", type=float, default=20.0, help="node time of the resume and cache runs")
+    durability.add_argument("--runs", type=_positive, default=3, help="runs of the state measurement; medians reported")
+    durability.set_defaults(
+        command=_bench(
+            "durability", "run_durability_bench", ("nodes", "sleep_ms", "runs"), _figures_table("durability")
+        )
+    )
     backend = benches.add_parser("backend", help="embedded model: tokens/s for 1 and for 4 concurrent requests")
     backend.add_argument("--json", action="store_true", help="print one JSON object")
     backend.add_argument("--max-tokens", type=_positive, default=128, help="completion tokens per request")

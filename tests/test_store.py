@@ -242,3 +242,16 @@ async def test_plan_versions_and_replans_are_saved(tmp_path: Path) -> None:
     assert {node_id: item.round for node_id, item in saved.nodes.items()} == {1: 0, 2: 1}
     assert any("repaired" in note for note in saved.notes)
     assert saved.answer == "A and B"
+
+
+def test_bench_durability_prints_consistent_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    from agentdag.cli import main
+
+    assert main(["bench", "durability", "--json", "--nodes", "200", "--runs", "1", "--sleep-ms", "5"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    nodes = figures["resume_nodes"]
+    assert figures["resume_finished_before_interrupt"] >= nodes // 2
+    assert figures["resume_calls_after"] == nodes - figures["resume_finished_before_interrupt"]
+    assert figures["resume_calls_before"] + figures["resume_calls_after"] == nodes + figures["resume_calls_repeated"]
+    assert figures["cache_hits"] == figures["cache_nodes"] == figures["cache_tool_calls"]
+    assert figures["state_nodes"] == 200 and "state_us_per_node" in figures
