@@ -18,19 +18,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pydantic
 import pytest
+from support import append_line, lines, until
 
 from agentdag.backends import NodeCall
 from agentdag.backends.ray import RayBackend, RayConfig, RayResources
 from agentdag.cli import EXIT_BAD_INPUT, main
 from agentdag.errors import AgentdagError, ToolError
-from agentdag.executor import Execution, Executor
+from agentdag.executor import Executor
 from agentdag.plan import Node
 from agentdag.toolsets import Tool, ToolPolicy, ToolRegistry, tool
 from agentdag.toolsets.mcp import McpToolset
@@ -41,24 +42,6 @@ SERVERS = Path(__file__).parent / "servers"
 
 def node(node_id: int, tool_name: str, depends_on: Iterable[int] = (), **arguments: object) -> Node:
     return Node(id=node_id, tool=tool_name, arguments=arguments, depends_on=tuple(depends_on))
-
-
-async def until(condition: Callable[[], bool], execution: Execution | None = None) -> None:
-    """Wait for a condition other processes make true; stop if a node of `execution` fails meanwhile."""
-    while not condition():  # no event crosses processes, so poll
-        if execution is not None:
-            failed = execution.result().with_status("failed")
-            assert not failed, f"node {failed[0].id} failed: {failed[0].error}"
-        await anyio.sleep(0.01)
-
-
-async def append_line(path: str | Path, line: str) -> None:
-    async with await anyio.open_file(path, "a") as file:
-        await file.write(line + "\n")
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def alive(pid: int) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import anyio
@@ -16,6 +16,7 @@ import anyio.lowlevel
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import append_line, until
 
 from agentdag.backends import Backend, LocalBackend
 from agentdag.errors import PlanError
@@ -66,24 +67,6 @@ class Gate:
         await until(lambda: set(lines) <= set(self.lines()), execution)
 
 
-async def until(condition: Callable[[], bool], execution: Execution | None = None) -> None:
-    """Wait for a condition that other processes make true (the test's timeout bounds the wait).
-
-    With `execution`, stop at once if one of its nodes fails, since the condition will never hold then.
-    """
-    while not condition():  # no event crosses processes, so poll
-        if execution is not None:
-            failed = execution.result().with_status("failed")
-            assert not failed, f"node {failed[0].id} failed: {failed[0].error}"
-        await anyio.sleep(0.01)
-
-
-async def append_line(path: str | Path, line: str) -> None:
-    """Append a line to a file (small appends do not interleave, whichever process makes them)."""
-    async with await anyio.open_file(path, "a") as file:
-        await file.write(line)
-
-
 def make_tools(folder: Path, *, hang_timeout_s: float = 0.05) -> list[Tool]:
     log = str(folder / "log")
     gates = str(folder)
@@ -91,16 +74,16 @@ def make_tools(folder: Path, *, hang_timeout_s: float = 0.05) -> list[Tool]:
     @tool
     async def wait(name: str) -> str:
         """Block until the gate `name` opens."""
-        await append_line(log, f"start {name}\n")
+        await append_line(log, f"start {name}")
         while not await anyio.Path(gates, f"open-{name}").exists():  # noqa: ASYNC110 - a gate in any process
             await anyio.sleep(0.005)
-        await append_line(log, f"end {name}\n")
+        await append_line(log, f"end {name}")
         return name
 
     @tool
     async def echo(value: object) -> object:
         """Return the value."""
-        await append_line(log, f"echo {value}\n")
+        await append_line(log, f"echo {value}")
         return value
 
     @tool
@@ -209,7 +192,7 @@ async def test_retryable_tool_is_retried_with_backoff_until_it_succeeds(backend:
 
     @tool(retries=3, backoff_s=0.001)
     async def flaky() -> int:
-        await append_line(calls, "call\n")
+        await append_line(calls, "call")
         count = len(calls.read_text().splitlines())
         if count < 3:
             raise ConnectionError("transient")
@@ -231,7 +214,7 @@ async def test_retries_stop_at_the_limit_and_timeouts_count_as_attempts(
 
     @tool(retries=2, backoff_s=0.0, timeout_s=short_timeout)
     async def stuck() -> None:
-        await append_line(calls, "call\n")
+        await append_line(calls, "call")
         await anyio.sleep_forever()
 
     result = await Executor(ToolRegistry([stuck]), backend=backend).run([node(1, "stuck")])
@@ -247,7 +230,7 @@ async def test_tools_without_retries_are_called_once(backend: Backend, tmp_path:
 
     @tool
     async def once() -> None:
-        await append_line(calls, "call\n")
+        await append_line(calls, "call")
         raise ConnectionError("no")
 
     result = await Executor(ToolRegistry([once]), backend=backend).run([node(1, "once")])
@@ -262,7 +245,7 @@ async def test_invalid_arguments_fail_without_retry_even_for_retryable_tools(bac
 
     @tool(retries=3, backoff_s=0)
     async def typed(count: int) -> int:
-        await append_line(calls, f"{count}\n")
+        await append_line(calls, f"{count}")
         return count
 
     @tool
