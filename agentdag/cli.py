@@ -209,6 +209,16 @@ def _create_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--json", action="store_true", help="print one JSON object")
     scaling_options = ("strategies", "dataset", "model", "limit", "seed", "plot")
     scaling.set_defaults(command=_bench("scaling", "run_scaling_bench", scaling_options, _scaling_table))
+    load = benches.add_parser("load", help="many concurrent runs through the SDK: endings, latency, resources")
+    load.add_argument("--model", default="scripted", help="scripted, local (the embedded model) or a server URL")
+    load.add_argument("--runs", type=_positive, default=200, help="runs started at once on one Agent")
+    load.add_argument("--max-tokens", type=_positive, default=64, help="real models: cap of every reply")
+    load.add_argument("--deadline-s", type=float, default=1800.0, help="runs not ended by then count as deadlocked")
+    load.add_argument("--settle-s", type=float, default=10.5, help="wait for idle worker threads to retire (0: no)")
+    load.add_argument("--model-timeout-s", type=float, default=600.0, help="real models: deadline of one call")
+    load.add_argument("--json", action="store_true", help="print one JSON object")
+    load_options = ("model", "runs", "max_tokens", "deadline_s", "settle_s", "model_timeout_s")
+    load.set_defaults(command=_bench("load", "run_load_bench", load_options, _load_table))
     return parser
 
 
@@ -608,6 +618,11 @@ def _search_table(report: dict[str, Any]) -> RenderableType:
 
 def _scaling_table(report: dict[str, Any]) -> RenderableType:
     table: RenderableType = importlib.import_module("agentdag.benchmarks.scaling").create_scaling_table(report)
+    return table
+
+
+def _load_table(report: dict[str, Any]) -> RenderableType:
+    table: RenderableType = importlib.import_module("agentdag.benchmarks.load").create_load_table(report)
     return table
 
 

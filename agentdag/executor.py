@@ -419,8 +419,8 @@ class Execution:
             return NodeError("invalid_arguments", str(error))
         except InvalidReferenceError as error:
             return NodeError("invalid_reference", str(error))
-        except Exception as error:  # any tool failure becomes data on the node
-            return NodeError("tool_error", f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+        except (Exception, SystemExit) as error:  # any tool failure becomes data on the node, sys.exit() too
+            return NodeError("tool_error", _describe_failure(error))
         return None
 
     # -- state changes ------------------------------------------------------------------------------
@@ -463,3 +463,12 @@ class Execution:
         event = NodeEvent(kind, record.id, record.node.tool, self.now(), record.attempts, duration, error)
         for sink in sinks:
             sink(event)
+
+
+def _describe_failure(error: BaseException) -> str:
+    """`Type: message`, or just the type when the message is empty or cannot even be rendered."""
+    try:
+        message = str(error)
+    except Exception:  # a tool's exception whose __str__ fails must not take the run down
+        message = ""
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__

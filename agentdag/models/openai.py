@@ -179,7 +179,7 @@ class OpenAIModel(Model):
                 except StopAsyncIteration:
                     break
                 except Exception as error:
-                    raise self._to_model_error(error) from error
+                    raise self._broken_stream_error(error, received="".join(parts)) from error
                 if chunk.usage is not None:
                     usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                 for choice in chunk.choices or ():
@@ -189,7 +189,8 @@ class OpenAIModel(Model):
                         parts.append(text)
                         yield text
         completion = Completion(text="".join(parts), finish_reason=map_finish_reason(finish_reason))
-        if settings.json_schema is not None and completion.finish_reason == "stop":
+        # A stream that ended without a finish reason may have been cut off: the caller's parser judges it.
+        if settings.json_schema is not None and finish_reason is not None and completion.finish_reason == "stop":
             self._check_schema(completion.text, settings.json_schema)
         if usage is None:  # the server ignored include_usage: estimate, so budgets still count
             usage = (count_prompt_tokens(request.messages), count_tokens(completion.text))
@@ -354,6 +355,22 @@ class OpenAIModel(Model):
     def _jittered(self, attempt: int) -> float:
         delay = min(self.retry_backoff_s * 2.0**attempt, _MAX_BACKOFF_S)
         return delay * random.uniform(0.5, 1.0)  # jitter, not cryptography
+
+    def _broken_stream_error(self, error: BaseException, *, received: str) -> ModelError:
+        """The error of a failed stream; once text has arrived, it says that the stream broke off."""
+        if not received or isinstance(error, ModelError):
+            return self._to_model_error(error)
+        if isinstance(error, TimeoutError):
+            why = f"no chunk within {self.timeout_s:g}s"
+        else:
+            cause = error.__cause__ or error
+            why = f"{type(cause).__name__}: {cause}"
+        return ModelError(
+            f"the stream broke off after {len(received)} characters ({why}); "
+            f"the server stopped or dropped the connection",
+            backend=self.backend,
+            retryable=True,
+        )
 
     def _to_model_error(self, error: BaseException) -> ModelError:
         if isinstance(error, ModelError):

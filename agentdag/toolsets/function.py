@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+import math
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, overload
 
 import anyio.to_thread
@@ -21,15 +22,55 @@ _THREADS = anyio.CapacityLimiter(16)
 
 
 def to_json_value(value: object, *, tool: str) -> JsonValue:
-    """Convert a tool's result to plain JSON values (pydantic models and dataclasses included).
+    """Convert a tool's result to plain JSON values.
+
+    Pydantic models and dataclasses become objects, tuples and sets become lists, UTF-8 bytes become
+    strings and non-string keys become strings. Everything else is refused, including generators and
+    iterators (draining one could block the event loop forever) and NaN or infinite floats (JSON has none).
 
     Raises:
-        ToolError: the value cannot be represented as JSON.
+        ToolError: the value cannot be represented as JSON; the message names the tool.
     """
+    lazy = _find_lazy(value)
+    if lazy is not None:
+        raise ToolError(f"tool {tool!r} returned {lazy}")
     try:
-        return to_jsonable_python(value)
-    except PydanticSerializationError as error:
+        converted = to_jsonable_python(value)
+    except (PydanticSerializationError, ValueError) as error:  # ValueError: bytes that are not UTF-8
         raise ToolError(f"tool {tool!r} returned a value that is not JSON-able: {error}") from None
+    if not _is_finite(converted):
+        raise ToolError(
+            f"tool {tool!r} returned a value that is not JSON-able: NaN or infinity (JSON has neither; "
+            f"return None or a string)"
+        )
+    return converted
+
+
+def _find_lazy(value: object) -> str | None:
+    """Describe a generator, iterator or awaitable inside lists, tuples, sets and dict values, if there is one."""
+    if isinstance(value, str | bytes | int | float | None):
+        return None
+    if isinstance(value, dict):
+        return next((found for item in value.values() if (found := _find_lazy(item)) is not None), None)
+    if isinstance(value, list | tuple | set | frozenset):
+        return next((found for item in value if (found := _find_lazy(item)) is not None), None)
+    if inspect.isawaitable(value):
+        if inspect.iscoroutine(value):
+            value.close()  # never awaited; closing it keeps Python from warning about it later
+        return f"an awaitable ({type(value).__name__}), which is not JSON-able: did the function forget `await`?"
+    if isinstance(value, Iterator | AsyncIterator):
+        return f"an iterator ({type(value).__name__}), which is not JSON-able: return a list"
+    return None
+
+
+def _is_finite(value: JsonValue) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_is_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_is_finite(item) for item in value)
+    return True
 
 
 def _describe_validation_error(name: str, error: pydantic.ValidationError) -> str:
