@@ -12,6 +12,7 @@ from agentdag.backends.base import Backend
 from agentdag.errors import AgentdagError, InvalidReferenceError, PlanError
 from agentdag.events import RunEventSink
 from agentdag.executor import ExecutionResult, Executor
+from agentdag.messages import Usage
 from agentdag.models.base import Model
 from agentdag.plan import Node, PlanProblem, validate_plan
 from agentdag.planning import Compiler, PlannerConfig
@@ -107,7 +108,11 @@ class Agent:
             RunStoreError: the store holds a run that is already done.
         """
         before = model_tool_usage(self.tools.values())
-        result = await self._execute_plan(plan, store) if store is not None else await self.executor.run(plan)
+        earlier = Usage()  # what a resumed run's earlier processes spent
+        if store is None:
+            result = await self.executor.run(plan)
+        else:
+            result, earlier = await self._execute_plan(plan, store)
         template = answer if answer is not None else (f"${{{plan[-1].id}}}" if plan else None)
         status: RunStatus = "done"
         error: str | None = None
@@ -123,7 +128,7 @@ class Agent:
             status=status,
             answer=value,
             records=result.records,
-            usage={"tools": model_tool_usage(self.tools.values()) - before},
+            usage={"tools": earlier + model_tool_usage(self.tools.values()) - before},
             wall_s=result.wall_s,
             error=error,
         )
@@ -141,7 +146,8 @@ class Agent:
             node_id: await backend.fetch(output) if node_id in wanted else output for node_id, output in outputs.items()
         }
 
-    async def _execute_plan(self, plan: Sequence[Node], store: RunStore) -> ExecutionResult:
+    async def _execute_plan(self, plan: Sequence[Node], store: RunStore) -> tuple[ExecutionResult, Usage]:
+        """Run the plan with its state saved, restoring what the store holds; also the usage saved before."""
         saved = store.load()
         if saved.status == "done":
             raise RunStoreError(f"{store.directory}: this run is already done; there is nothing to resume")
@@ -152,7 +158,7 @@ class Agent:
         async with self.executor.open(on_event=[saver]) as execution:
             saver.execution = execution
             saver.restore(execution, saved, plan)
-        return execution.result()
+        return execution.result(), saved.usage.get("tools", Usage())
 
     def _compiler(self, store: RunStore | None = None) -> Compiler:
         if self.planner_model is None or self.joiner_model is None:

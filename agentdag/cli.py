@@ -307,6 +307,7 @@ async def _run_task(
     trace: TraceWriter | None = None
     otel: OtelRecorder | None = None
     result: RunResult | None = None
+    bad_input = False
     try:
         async with _open_agent(
             task, task_file.parent, need_model=task.plan is None, on_event=[fan_out], view=view
@@ -326,8 +327,11 @@ async def _run_task(
                     result = await agent.run_plan(task.plan, answer=task.answer, store=store)
                 else:
                     result = await agent.run(task.task, store=store)
+    except AgentdagError:
+        bad_input = True  # a task that cannot start would fail the same way on resume: no hint
+        raise
     finally:
-        if store is not None and (result is None or result.status != "done"):
+        if store is not None and not bad_input and _worth_resuming(result):
             Console(stderr=True).print(
                 f"[yellow]resume with:[/] agentdag run --resume {_escape(str(run_dir))}", highlight=False
             )
@@ -351,6 +355,18 @@ async def _run_task(
         timeline=arguments.timeline,
     )
     return EXIT_DONE if result.status == "done" else EXIT_FAILED
+
+
+def _worth_resuming(result: RunResult | None) -> bool:
+    """Whether resuming could end differently: the run was interrupted, or nodes did not get to run."""
+    if result is None:
+        return True
+    if result.status == "done":
+        return False
+    unfinished = any(
+        record.status in ("queued", "running", "cancelled", "skipped") for record in result.records.values()
+    )
+    return unfinished or result.error is None or result.error.startswith(("model call failed", "time budget"))
 
 
 def _stdout_console() -> Console:

@@ -47,6 +47,8 @@ class NodeRecord:
         arguments: the arguments after resolving references (None until the node starts).
         queued_at, started_at, finished_at: seconds since the execution opened.
         attempts: how many times the tool was called.
+        interrupted: it was cancelled because the whole execution stopped (`cancel_all`, or the
+            execution's block raised or was cancelled), not on its own.
     """
 
     node: Node
@@ -63,6 +65,7 @@ class NodeRecord:
     dependents: list[NodeRecord] = field(default_factory=list)
     scope: anyio.CancelScope | None = None
     cancel_reason: str | None = None
+    interrupted: bool = False
 
     @property
     def id(self) -> int:
@@ -264,16 +267,16 @@ class Execution:
         self,
         node: Node,
         *,
-        status: Literal["done", "failed"],
+        status: Literal["done", "failed", "cancelled"],
         output: JsonValue = None,
         error: NodeError | None = None,
         arguments: dict[str, JsonValue] | None = None,
         attempts: int = 1,
     ) -> NodeRecord:
-        """Add a node that finished in an earlier process (a resumed run): it is recorded, not run.
+        """Add a node that ended in an earlier process (a resumed run): it is recorded, not run.
 
-        Dependents added later see its output (or its failure) as if it had just finished. No event is
-        emitted for it.
+        Dependents added later see its output (or its failure or cancellation) as if it had just ended.
+        No event is emitted for it.
 
         Raises:
             PlanError: its id is taken, or it depends on a node not added yet.
@@ -319,6 +322,7 @@ class Execution:
         self.accepting = False
         for record in list(self._records.values()):
             if record.status not in _FINAL:
+                record.interrupted = True
                 self.cancel(record.id, reason)
 
     async def wait(self) -> None:
@@ -334,6 +338,7 @@ class Execution:
         """Record every unfinished node as cancelled (called when the execution closes)."""
         for record in self._records.values():
             if record.status not in _FINAL:
+                record.interrupted = True
                 record.status = "cancelled"
                 record.error = NodeError("cancelled", record.cancel_reason or "the execution was cancelled")
                 record.finished_at = self.now()

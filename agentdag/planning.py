@@ -129,6 +129,7 @@ class Compiler:
         self._started = 0.0
         self._tool_usage_before = model_tool_usage(self.tools.values())
         self._tool_usage_restored = Usage()
+        self._saved_tool_usage = Usage()
         self._saver = NodeSaver(store) if store is not None else None
 
     async def run(self, task: str) -> RunResult:
@@ -217,6 +218,8 @@ class Compiler:
                 return decision.answer, None
             round_index += 1
             self._emit("replanning", round_index, decision.reason)
+            if self.store is not None:  # saved first, so that a resumed run counts a replan cut short
+                self.store.save_replan(Replan(round=round_index, reason=decision.reason, nodes_added=0))
             added = await self._plan(execution, task, round_index=round_index, reason=decision.reason)
             replan = Replan(round=round_index, reason=decision.reason, nodes_added=added)
             self.replans.append(replan)
@@ -462,6 +465,11 @@ class Compiler:
     def _watch(self, event: NodeEvent) -> None:
         if event.kind in ("finished", "failed", "skipped", "cancelled"):
             self._node_ended.set()
+            if self.store is not None and event.kind in ("finished", "failed"):
+                usage = self._tool_usage()
+                if usage != self._saved_tool_usage:  # the `llm` tool spent tokens: a resumed run counts them
+                    self._saved_tool_usage = usage
+                    self.store.save_usage({"tools": usage})
 
     # -- joining ------------------------------------------------------------------------------------
 
@@ -532,7 +540,7 @@ class Compiler:
         if saved.status == "done":
             raise RunStoreError(f"{self.store.directory}: this run is already done; there is nothing to resume")
         self.usage = {role: saved.usage.get(role, Usage()) for role in ("planner", "joiner")}
-        self._tool_usage_restored = saved.usage.get("tools", Usage())
+        self._tool_usage_restored = self._saved_tool_usage = saved.usage.get("tools", Usage())
         self.replans = list(saved.replans)
         self.notes = list(saved.notes)
         return saved

@@ -28,7 +28,7 @@ from agentdag.errors import AgentdagError
 from agentdag.events import NodeError, NodeEvent
 from agentdag.executor import Execution, NodeRecord, NodeStatus
 from agentdag.messages import Usage
-from agentdag.plan import Node
+from agentdag.plan import Node, dependencies_of
 from agentdag.result import Replan, RunResult, RunStatus
 from agentdag.toolsets.base import JsonValue
 
@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS usage (role TEXT PRIMARY KEY, usage TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS replans (round INTEGER PRIMARY KEY, reason TEXT NOT NULL, nodes_added INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS notes (seq INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL);
 """
-_KEPT: frozenset[str] = frozenset({"done", "failed"})
+_KEPT: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
 
 class RunStoreError(AgentdagError):
@@ -71,7 +71,10 @@ class SavedNode:
 
     @property
     def kept(self) -> bool:
-        """Whether the node finished (done or failed), so a resumed run restores it instead of running it."""
+        """Whether the node ended (done, failed, or cancelled by choice), so a resumed run restores it.
+
+        A node cancelled because the run stopped is never saved as cancelled: it runs again.
+        """
         return self.status in _KEPT
 
 
@@ -165,10 +168,13 @@ class RunStore:
         if not path.is_file():
             raise RunStoreError(f"{folder}: no run here (no {STATE_FILE}); was it started with --no-state?")
         store = cls(folder, _connect(path))
-        schema = store._meta().get("schema")
-        if schema != str(_SCHEMA_VERSION):
+        try:
+            schema = store._meta().get("schema")
+            if schema != str(_SCHEMA_VERSION):
+                raise RunStoreError(f"{folder}: unknown state format {schema!r}")
+        except BaseException:
             store.close()
-            raise RunStoreError(f"{folder}: unknown state format {schema!r}")
+            raise
         return store
 
     def close(self) -> None:
@@ -300,10 +306,14 @@ class NodeSaver:
             return
         if event.kind in ("started", "retrying"):
             return  # a running node runs again on resume just as a queued one does: not worth a write
-        if event.kind == "cancelled" and not execution.accepting:
-            return  # cancelled because the run stopped, not by choice: a resumed run runs it again
+        record = execution.records[event.node_id]
+        if record.status == "cancelled" and record.interrupted:
+            return  # cancelled because the run stopped, not on its own: a resumed run runs it again
+        backend = execution.executor.backend
+        if record.status == "done" and backend.by_reference and backend.keeps(record.output):
+            return  # its output lives on a cluster and ends with the backend: a resumed run runs it again
         round_index = self._round_of.setdefault(event.node_id, self.round)
-        self.store.save_node(execution.records[event.node_id], round_index=round_index)
+        self.store.save_node(record, round_index=round_index)
 
     def restore(self, execution: Execution, saved: SavedRun, nodes: Iterable[Node] | None = None) -> int:
         """Put a saved run's finished nodes back into `execution` and add its other nodes to run again.
@@ -318,35 +328,63 @@ class NodeSaver:
         Returns:
             How many nodes were restored rather than run.
         """
-        kept = 0
-        for node in nodes if nodes is not None else [item.node for item in saved.nodes.values()]:
+        planned = list(nodes) if nodes is not None else [item.node for item in saved.nodes.values()]
+        restored: set[int] = set()
+        for node in _in_dependency_order(planned):
             item = saved.nodes.get(node.id)
             if item is not None:
                 self._round_of[node.id] = item.round
-            if item is None or not item.kept or item.node != node:
+            # Restored only if nothing it depends on runs again: a changed or unfinished upstream node
+            # would give it other inputs.
+            upstream = dependencies_of(node, saved.nodes)
+            if item is None or not item.kept or item.node != node or not upstream <= restored:
                 execution.add(node, check=nodes is None)  # a fixed plan was validated as a whole
                 continue
-            kept += 1
+            restored.add(node.id)
             execution.restore(
                 node,
-                status="done" if item.status == "done" else "failed",
+                status=item.status,  # type: ignore[arg-type]  # `kept` means done, failed or cancelled
                 output=item.output,
                 error=item.error,
                 arguments=item.arguments,
                 attempts=item.attempts,
             )
-        return kept
+        return len(restored)
+
+
+def _in_dependency_order(nodes: list[Node]) -> list[Node]:
+    """`nodes` with every node after those it depends on (ids need not grow along the dependencies)."""
+    known = {node.id for node in nodes}
+    placed: set[int] = set()
+    ordered: list[Node] = []
+    pending = nodes
+    while pending:
+        waiting = []
+        for node in pending:
+            if dependencies_of(node, known) <= placed:
+                ordered.append(node)
+                placed.add(node.id)
+            else:
+                waiting.append(node)
+        if len(waiting) == len(pending):  # a cycle or a missing node: let `add` report it
+            return ordered + waiting
+        pending = waiting
+    return ordered
 
 
 def _connect(path: Path) -> sqlite3.Connection:
     try:
         connection = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+    except sqlite3.Error as error:
+        raise RunStoreError(f"{path}: cannot open the run's state: {error}") from None
+    try:
         connection.execute("PRAGMA journal_mode=WAL")
         # WAL with synchronous=NORMAL survives a killed process (the OS keeps the log); only a power
         # loss could drop the last transactions.
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.executescript(_SCHEMA)
     except sqlite3.Error as error:
+        connection.close()
         raise RunStoreError(f"{path}: cannot open the run's state: {error}") from None
     connection.isolation_level = "DEFERRED"
     return connection

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,3 +121,26 @@ def ray_backend(ray_cluster: None) -> Iterator[Any]:
     anyio.run(open_and_warm)
     yield backend
     anyio.run(backend.__aexit__, None, None, None)
+
+
+STUB = Path(__file__).parent.parent / "examples" / "data" / "openai_stub.py"
+
+
+@pytest.fixture
+def openai_stub() -> Iterator[str]:
+    """The example's scripted OpenAI-compatible server, on a free loopback port."""
+    process = subprocess.Popen(
+        [sys.executable, str(STUB), "--port", "0", "--delay-s", "0.05"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()

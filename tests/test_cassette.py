@@ -113,3 +113,26 @@ async def test_open_model_replays_from_the_environment_without_a_backend(
     with pytest.raises(CassetteError, match="choose one"):
         async with open_model(ModelConfig()):
             pass
+
+
+def test_a_cli_run_recorded_against_a_server_replays_with_the_server_gone(
+    openai_stub: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agentdag.cli import main
+
+    example = (Path(__file__).parent.parent / "examples" / "openai_server.yaml").read_text()
+    live, gone = tmp_path / "live.yaml", tmp_path / "gone.yaml"
+    live.write_text(example.replace("http://127.0.0.1:8080/v1", openai_stub))
+    gone.write_text(example.replace("http://127.0.0.1:8080/v1", "http://127.0.0.1:9/v1"))
+    cassette = tmp_path / "calls.jsonl"
+
+    monkeypatch.setenv("AGENTDAG_RECORD", str(cassette))  # the environment, as a benchmark would use it
+    assert main(["run", str(live), "--json", "--no-state", "--no-trace"]) == 0
+    recorded = json.loads(capsys.readouterr().out)
+    monkeypatch.delenv("AGENTDAG_RECORD")
+    assert len(cassette.read_text().splitlines()) == 2, "the planner's and the joiner's calls"
+
+    assert main(["run", str(gone), "--json", "--no-state", "--no-trace", "--replay", str(cassette)]) == 0
+    replayed = json.loads(capsys.readouterr().out)
+    assert replayed["answer"] == recorded["answer"] == "7 * 6 - 5 * 4 = 22, and 2 ** 10 = 1024."
+    assert main(["run", str(gone), "--no-state", "--no-trace"]) == 1, "without the cassette the server is gone"

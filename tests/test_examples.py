@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -108,26 +105,6 @@ def test_arithmetic_on_the_embedded_model(capsys: pytest.CaptureFixture[str]) ->
         pytest.skip(f"no embedded model: {missing}")
     result = run_json(EXAMPLES / "arithmetic.yaml", capsys=capsys)
     assert result["nodes"] or result["status"] == "done"  # a 135M model: the engine is what is checked
-
-
-@pytest.fixture
-def openai_stub() -> Iterator[str]:
-    """The example's scripted OpenAI-compatible server, on a free loopback port."""
-    process = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "data" / "openai_stub.py"), "--port", "0", "--delay-s", "0.05"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def test_openai_server(openai_stub: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

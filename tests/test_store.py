@@ -10,12 +10,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from agentdag import Agent, FunctionModel, Node, tool
+from agentdag import Agent, Executor, FunctionModel, LocalBackend, Node, tool
 from agentdag.events import Event, NodeEvent
 from agentdag.messages import ModelRequest
 from agentdag.schemas import JOINER_SCHEMA
-from agentdag.store import RunStore, RunStoreError
-from agentdag.toolsets import Tool
+from agentdag.store import NodeSaver, RunStore, RunStoreError
+from agentdag.toolsets import Tool, ToolRegistry
 
 TASK = "Fetch a and b, wait for c, then combine them."
 
@@ -255,3 +255,127 @@ def test_bench_durability_prints_consistent_figures(capsys: pytest.CaptureFixtur
     assert figures["resume_calls_before"] + figures["resume_calls_after"] == nodes + figures["resume_calls_repeated"]
     assert figures["cache_hits"] == figures["cache_nodes"] == figures["cache_tool_calls"]
     assert figures["state_nodes"] == 200 and "state_us_per_node" in figures
+
+
+@pytest.mark.asyncio
+async def test_a_plan_whose_ids_do_not_grow_along_its_dependencies_resumes(tmp_path: Path) -> None:
+    calls = Calls(waiting_for=(2,))
+    plan = [
+        Node(id=2, tool="fetch", arguments={"name": "a"}),
+        Node(id=3, tool="gate", arguments={"name": "c"}),
+        Node(id=1, tool="combine", arguments={"parts": ["${2.value}", "$3"]}),
+    ]
+    agent = Agent(tools=calls.tools(), on_event=[calls.watch])
+    with RunStore.create(tmp_path / "run", task=TASK) as store:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(functools.partial(agent.run_plan, plan, store=store))
+                await calls.gate_started.wait()
+                await calls.ended.wait()
+                scope.cancel()
+    calls.release.set()
+    calls.log.clear()
+    with RunStore.open(tmp_path / "run") as store:
+        result = await agent.run_plan(plan, store=store)
+    assert result.answer == "A+C"
+    assert sorted(calls.log) == ["combine", "gate c"]
+
+
+@pytest.mark.asyncio
+async def test_a_node_whose_input_changed_runs_again_with_its_dependents(tmp_path: Path) -> None:
+    calls = Calls(waiting_for=(1, 2))
+    first = [
+        Node(id=1, tool="fetch", arguments={"name": "a"}),
+        Node(id=2, tool="combine", arguments={"parts": ["${1.value}"]}),
+        Node(id=3, tool="gate", arguments={"name": "c"}),
+    ]
+    agent = Agent(tools=calls.tools(), on_event=[calls.watch])
+    with RunStore.create(tmp_path / "run", task=TASK) as store:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(functools.partial(agent.run_plan, first, store=store))
+                await calls.gate_started.wait()
+                await calls.ended.wait()
+                scope.cancel()
+    calls.release.set()
+    calls.log.clear()
+    changed = [Node(id=1, tool="fetch", arguments={"name": "z"}), *first[1:]]
+    with RunStore.open(tmp_path / "run") as store:
+        result = await agent.run_plan(changed, answer="$2", store=store)
+    assert result.answer == "Z", "node 2 ran again on node 1's new output, not restored with the old one"
+    assert sorted(calls.log) == ["combine", "fetch z", "gate c"]
+
+
+@pytest.mark.asyncio
+async def test_a_node_cancelled_by_choice_stays_cancelled_on_resume(tmp_path: Path) -> None:
+    calls = Calls()
+    executor = Executor(ToolRegistry(calls.tools()))
+    nodes = [
+        Node(id=1, tool="gate", arguments={"name": "x"}),
+        Node(id=2, tool="combine", arguments={"parts": ["$1"]}),
+        Node(id=3, tool="gate", arguments={"name": "y"}),
+    ]
+    skipped = anyio.Event()
+
+    def watch(event: Event) -> None:
+        if isinstance(event, NodeEvent) and event.kind == "skipped":
+            skipped.set()
+
+    with RunStore.create(tmp_path / "run", task=TASK) as store:
+        saver = NodeSaver(store)
+        with anyio.CancelScope() as scope:
+            async with executor.open(on_event=[saver, watch]) as execution:
+                saver.execution = execution
+                for item in nodes:
+                    execution.add(item)
+                await calls.gate_started.wait()
+                execution.cancel(1, "cancelled by refinement")  # by choice: node 2 is skipped with it
+                await skipped.wait()
+                scope.cancel()  # then the run stops, with node 3 still running
+        saved = store.load()
+    assert {node_id: item.status for node_id, item in saved.nodes.items()} == {
+        1: "cancelled",
+        2: "skipped",
+        3: "queued",
+    }
+    calls.release.set()
+    calls.log.clear()
+    with RunStore.open(tmp_path / "run") as store:
+        saver = NodeSaver(store)
+        async with executor.open(on_event=[saver]) as execution:
+            saver.execution = execution
+            assert saver.restore(execution, store.load()) == 1
+    assert {node_id: record.status for node_id, record in execution.records.items()} == {
+        1: "cancelled",
+        2: "skipped",
+        3: "done",
+    }
+    assert calls.log == ["gate y"], "neither the cancelled node nor its dependent ran"
+
+
+class KeepingBackend(LocalBackend):
+    """A backend that, like Ray's, keeps some outputs elsewhere: those marked `{"kept": ...}`."""
+
+    by_reference = True
+
+    def keeps(self, output: object) -> bool:
+        return isinstance(output, dict) and "kept" in output
+
+
+@pytest.mark.asyncio
+async def test_an_output_a_backend_keeps_elsewhere_is_not_saved_as_finished(tmp_path: Path) -> None:
+    @tool
+    async def handle() -> dict[str, int]:
+        """An output that stands for a value kept on a cluster."""
+        return {"kept": 1}
+
+    executor = Executor(ToolRegistry([handle, *Calls().tools()]), backend=KeepingBackend())
+    with RunStore.create(tmp_path / "run", task=TASK) as store:
+        saver = NodeSaver(store)
+        async with executor.open(on_event=[saver]) as execution:
+            saver.execution = execution
+            execution.add(Node(id=1, tool="handle"))
+            execution.add(Node(id=2, tool="fetch", arguments={"name": "a"}))
+        saved = store.load()
+    assert saved.nodes[1].status == "queued", "the handle dies with the backend, so a resumed run runs it again"
+    assert saved.nodes[2].status == "done"

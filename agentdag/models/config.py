@@ -124,23 +124,27 @@ async def open_model(config: ModelConfig | None = None) -> AsyncIterator[Model]:
     if replay is not None:
         yield CassetteModel.replaying(replay)
         return
-    if record is not None:
-        async with open_model(config.model_copy(update={"record": None, "replay": None})) as model:
-            cassette = CassetteModel.recording(model, record)
-            try:
-                yield cassette
-            finally:
-                cassette.close_file()
-        return
     async with AsyncExitStack() as stack:
-        if config.effective_provider() == "openai":
-            client = _connect(config)
-            stack.push_async_callback(_close, client)
-            if not client.name:
-                client.name = await _discover_model_name(client)
-            yield client
-        else:
-            yield await _open_embedded(config, stack)
+        model = await _open_backend(config, stack)
+        if record is None:
+            yield model
+            return
+        cassette = CassetteModel.recording(model, record)
+        try:
+            yield cassette
+        finally:
+            cassette.close_file()
+
+
+async def _open_backend(config: ModelConfig, stack: AsyncExitStack) -> Model:
+    """The configured server's model; what it opens is closed by `stack`."""
+    if config.effective_provider() != "openai":
+        return await _open_embedded(config, stack)
+    client = _connect(config)
+    stack.push_async_callback(_close, client)
+    if not client.name:
+        client.name = await _discover_model_name(client)
+    return client
 
 
 def _path_from_environment(name: str) -> Path | None:

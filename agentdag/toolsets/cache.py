@@ -1,8 +1,9 @@
 """A tool result cache: opt-in per tool, only for read-only tools, each entry with a time to live.
 
-Entries live in SQLite, keyed by the tool's name, a hash of its argument schema and a hash of the
-canonical JSON of the arguments (keys sorted), so two calls that differ only in key order share an
-entry and a tool whose schema changed starts afresh. Failures are never cached; outputs that are not
+Entries live in SQLite, keyed by the tool's name, a hash of what the tool is (its function, or its MCP
+server's settings, so two search servers over different corpora never share entries) with its argument
+schema, and a hash of the canonical JSON of the arguments (keys sorted): two calls that differ only in
+key order share an entry, and a tool whose schema changed starts afresh. Failures are never cached; outputs that are not
 JSON are not cached either. Expired entries are dropped when they are read and when the cache opens.
 """
 
@@ -47,11 +48,15 @@ class ToolCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._connection = sqlite3.connect(self.path, timeout=5.0)
+        except (OSError, sqlite3.Error) as error:
+            raise ToolCacheError(f"{self.path}: cannot open the tool cache: {error}") from None
+        try:
             self._connection.execute("PRAGMA journal_mode=WAL")
             self._connection.executescript(_SCHEMA)
             with self._connection:
                 self._connection.execute("DELETE FROM entries WHERE expires_at <= ?", (clock(),))
-        except (OSError, sqlite3.Error) as error:
+        except sqlite3.Error as error:
+            self._connection.close()
             raise ToolCacheError(f"{self.path}: cannot open the tool cache: {error}") from None
 
     def get(self, key: str) -> tuple[bool, JsonValue]:
@@ -115,11 +120,11 @@ class CachedTool(Tool):
         self.description = tool.description
         self.input_schema = tool.input_schema
         self.policy = tool.policy
-        self._schema_hash = _hash(tool.input_schema)
+        self._identity = _hash([_identity(tool), tool.input_schema])
 
     def key(self, arguments: Mapping[str, JsonValue]) -> str:
         """The cache key of a call with `arguments`."""
-        return f"{self.name}:{self._schema_hash[:16]}:{_hash(arguments)}"
+        return f"{self.name}:{self._identity[:16]}:{_hash(arguments)}"
 
     async def call(self, arguments: dict[str, JsonValue]) -> JsonValue:
         """The cached output for these arguments, or the tool's output (then cached)."""
@@ -147,6 +152,20 @@ def cache_tools(tools: list[Tool], cache: ToolCache, ttl_s: Mapping[str, float])
         offered = ", ".join(sorted(names)) or "none"
         raise ToolCacheError(f"cache: no tool named {', '.join(map(repr, unknown))} (tools: {offered})")
     return [CachedTool(tool, cache, ttl_s=ttl_s[tool.name]) if tool.name in ttl_s else tool for tool in tools]
+
+
+def _identity(tool: Tool) -> object:
+    """What tells this tool from another of the same name: its function, or its MCP server's settings.
+
+    Two search servers over different corpora are two tools; so are two functions of one name.
+    """
+    function = getattr(tool, "function", None)
+    if function is not None:
+        return f"{getattr(function, '__module__', '')}.{getattr(function, '__qualname__', '')}"
+    config = getattr(getattr(tool, "toolset", None), "config", None)
+    if config is not None and hasattr(config, "model_dump"):
+        return [config.model_dump(mode="json"), getattr(tool, "remote_name", tool.name)]
+    return type(tool).__qualname__
 
 
 def default_cache_path() -> Path:
