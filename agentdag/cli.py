@@ -233,6 +233,8 @@ def _positive(text: str) -> int:
 
 
 async def _run_command(arguments: argparse.Namespace) -> int:
+    if arguments.timeline is not None:
+        ensure_plots_available()  # before the run and its folder, not after it
     opened = _open_run(arguments)
     task, task_file, run_dir, store = opened.task, opened.task_file, opened.run_dir, opened.store
     try:
@@ -293,8 +295,6 @@ def _with_cassette(task: TaskFile, task_file: Path, arguments: argparse.Namespac
 async def _run_task(
     arguments: argparse.Namespace, task: TaskFile, task_file: Path, run_dir: Path, store: RunStore | None
 ) -> int:
-    if arguments.timeline is not None:
-        ensure_plots_available()  # before the run, not after it
     redactor = Redactor.from_environment(task.model.api_key.get_secret_value() if task.model.api_key else None)
     console = _stdout_console()
     view = RunView(title=task.task, redact=redactor.redact)
