@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -97,11 +98,11 @@ class Model:
         return json.dumps(PLAN)
 
 
-async def interrupt_when_gated(agent: Agent, calls: Calls, store: RunStore) -> None:
-    """Run until the gate node is running with nodes 1, 2 and 5 finished, then cancel the run."""
+async def interrupt_when_gated(run: Callable[[], Awaitable[object]], calls: Calls) -> None:
+    """Start `run`; once a gate node is running and the nodes `calls` waits for have ended, cancel it."""
     with anyio.CancelScope() as scope:
         async with anyio.create_task_group() as group:
-            group.start_soon(functools.partial(agent.run, TASK, store=store))
+            group.start_soon(run)
             await calls.gate_started.wait()
             await calls.ended.wait()
             scope.cancel()
@@ -112,7 +113,7 @@ async def test_a_resumed_run_restores_finished_nodes_and_runs_the_rest(tmp_path:
     calls, model = Calls(), Model()
     first = Agent(tools=calls.tools(), model=FunctionModel(model), on_event=[calls.watch])
     with RunStore.create(tmp_path / "run", task=TASK) as store:
-        await interrupt_when_gated(first, calls, store)
+        await interrupt_when_gated(functools.partial(first.run, TASK, store=store), calls)
     saved = RunStore.open(tmp_path / "run").load()
     assert {node_id: item.status for node_id, item in saved.nodes.items()} == {
         1: "done",
@@ -195,12 +196,7 @@ async def test_a_fixed_plan_resumes_without_running_finished_nodes(tmp_path: Pat
     agent = Agent(tools=calls.tools(), on_event=[calls.watch])
     plan = [Node.model_validate(node) for node in PLAN["nodes"][:4]]  # type: ignore[index]
     with RunStore.create(tmp_path / "run", task=TASK) as store:
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as group:
-                group.start_soon(lambda: agent.run_plan(plan, store=store))
-                await calls.gate_started.wait()
-                await calls.ended.wait()
-                scope.cancel()
+        await interrupt_when_gated(functools.partial(agent.run_plan, plan, store=store), calls)
     calls.release.set()
     calls.log.clear()
     with RunStore.open(tmp_path / "run") as store:
@@ -267,12 +263,7 @@ async def test_a_plan_whose_ids_do_not_grow_along_its_dependencies_resumes(tmp_p
     ]
     agent = Agent(tools=calls.tools(), on_event=[calls.watch])
     with RunStore.create(tmp_path / "run", task=TASK) as store:
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as group:
-                group.start_soon(functools.partial(agent.run_plan, plan, store=store))
-                await calls.gate_started.wait()
-                await calls.ended.wait()
-                scope.cancel()
+        await interrupt_when_gated(functools.partial(agent.run_plan, plan, store=store), calls)
     calls.release.set()
     calls.log.clear()
     with RunStore.open(tmp_path / "run") as store:
@@ -291,12 +282,7 @@ async def test_a_node_whose_input_changed_runs_again_with_its_dependents(tmp_pat
     ]
     agent = Agent(tools=calls.tools(), on_event=[calls.watch])
     with RunStore.create(tmp_path / "run", task=TASK) as store:
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as group:
-                group.start_soon(functools.partial(agent.run_plan, first, store=store))
-                await calls.gate_started.wait()
-                await calls.ended.wait()
-                scope.cancel()
+        await interrupt_when_gated(functools.partial(agent.run_plan, first, store=store), calls)
     calls.release.set()
     calls.log.clear()
     changed = [Node(id=1, tool="fetch", arguments={"name": "z"}), *first[1:]]
