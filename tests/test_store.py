@@ -190,18 +190,34 @@ def test_the_state_file_is_private(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "run.sqlite").stat().st_mode & 0o077 == 0
 
 
+IDS_NOT_GROWING = [
+    Node(id=2, tool="fetch", arguments={"name": "a"}),
+    Node(id=3, tool="gate", arguments={"name": "c"}),
+    Node(id=1, tool="combine", arguments={"parts": ["${2.value}", "$3"]}),
+]
+
+
 @pytest.mark.asyncio
-async def test_a_fixed_plan_resumes_without_running_finished_nodes(tmp_path: Path) -> None:
-    calls = Calls(waiting_for=(1, 2))
+@pytest.mark.parametrize(
+    ("plan", "waiting_for", "answer"),
+    [
+        ([Node.model_validate(node) for node in PLAN["nodes"][:4]], (1, 2), "A+B+C"),  # type: ignore[index]
+        (IDS_NOT_GROWING, (2,), "A+C"),  # node 1 depends on node 2: restored in dependency order
+    ],
+    ids=["ids-along-dependencies", "ids-not-growing"],
+)
+async def test_a_fixed_plan_resumes_without_running_finished_nodes(
+    tmp_path: Path, plan: list[Node], waiting_for: tuple[int, ...], answer: str
+) -> None:
+    calls = Calls(waiting_for=waiting_for)
     agent = Agent(tools=calls.tools(), on_event=[calls.watch])
-    plan = [Node.model_validate(node) for node in PLAN["nodes"][:4]]  # type: ignore[index]
     with RunStore.create(tmp_path / "run", task=TASK) as store:
         await interrupt_when_gated(functools.partial(agent.run_plan, plan, store=store), calls)
     calls.release.set()
     calls.log.clear()
     with RunStore.open(tmp_path / "run") as store:
         result = await agent.run_plan(plan, store=store)
-    assert result.answer == "A+B+C"
+    assert result.answer == answer
     assert sorted(calls.log) == ["combine", "gate c"]
 
 
@@ -251,25 +267,6 @@ def test_bench_durability_prints_consistent_figures(capsys: pytest.CaptureFixtur
     assert figures["resume_calls_before"] + figures["resume_calls_after"] == nodes + figures["resume_calls_repeated"]
     assert figures["cache_hits"] == figures["cache_nodes"] == figures["cache_tool_calls"]
     assert figures["state_nodes"] == 200 and "state_us_per_node" in figures
-
-
-@pytest.mark.asyncio
-async def test_a_plan_whose_ids_do_not_grow_along_its_dependencies_resumes(tmp_path: Path) -> None:
-    calls = Calls(waiting_for=(2,))
-    plan = [
-        Node(id=2, tool="fetch", arguments={"name": "a"}),
-        Node(id=3, tool="gate", arguments={"name": "c"}),
-        Node(id=1, tool="combine", arguments={"parts": ["${2.value}", "$3"]}),
-    ]
-    agent = Agent(tools=calls.tools(), on_event=[calls.watch])
-    with RunStore.create(tmp_path / "run", task=TASK) as store:
-        await interrupt_when_gated(functools.partial(agent.run_plan, plan, store=store), calls)
-    calls.release.set()
-    calls.log.clear()
-    with RunStore.open(tmp_path / "run") as store:
-        result = await agent.run_plan(plan, store=store)
-    assert result.answer == "A+C"
-    assert sorted(calls.log) == ["combine", "gate c"]
 
 
 @pytest.mark.asyncio
