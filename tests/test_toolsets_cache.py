@@ -105,3 +105,20 @@ def test_a_cache_file_that_cannot_be_opened_is_one_clear_error(tmp_path: Path) -
     (tmp_path / "file").write_text("x")
     with pytest.raises(ToolCacheError, match="cannot open the tool cache"):
         ToolCache(tmp_path / "file" / "cache.sqlite")
+
+
+def test_two_tools_of_one_name_do_not_share_entries(tmp_path: Path) -> None:
+    @tool(name="search", read_only=True)
+    async def over_papers(query: str) -> str:
+        """Search papers."""
+        return f"paper about {query}"
+
+    @tool(name="search", read_only=True)
+    async def over_landmarks(query: str) -> str:
+        """Search landmarks."""
+        return f"landmark named {query}"
+
+    with ToolCache(tmp_path / "cache.sqlite") as cache:
+        papers, landmarks = CachedTool(over_papers, cache, ttl_s=60), CachedTool(over_landmarks, cache, ttl_s=60)
+        assert papers.key({"query": "x"}) != landmarks.key({"query": "x"})
+        assert CachedTool(over_papers, cache, ttl_s=5).key({"query": "x"}) == papers.key({"query": "x"})
