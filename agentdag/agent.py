@@ -18,7 +18,7 @@ from agentdag.plan import Node, PlanProblem, validate_plan
 from agentdag.planning import Compiler, PlannerConfig
 from agentdag.references import find_references, resolve_references
 from agentdag.result import RunResult, RunStatus
-from agentdag.store import NodeSaver, RunStore, RunStoreError
+from agentdag.store import NodeSaver, RunStore
 from agentdag.toolsets.base import JsonValue, Tool
 from agentdag.toolsets.model import model_tool_usage
 from agentdag.toolsets.registry import ToolRegistry
@@ -148,9 +148,7 @@ class Agent:
 
     async def _execute_plan(self, plan: Sequence[Node], store: RunStore) -> tuple[ExecutionResult, Usage]:
         """Run the plan with its state saved, restoring what the store holds; also the usage saved before."""
-        saved = store.load()
-        if saved.status == "done":
-            raise RunStoreError(f"{store.directory}: this run is already done; there is nothing to resume")
+        saved = store.load_unfinished()
         problems = validate_plan(plan, self.tools)
         if problems:
             raise PlanError(list(problems))

@@ -43,7 +43,7 @@ from agentdag.schemas import (
     parse_decision,
     parse_refinement,
 )
-from agentdag.store import NodeSaver, RunStore, RunStoreError, SavedRun
+from agentdag.store import NodeSaver, RunStore, SavedRun
 from agentdag.templates import PlannerTemplate, fill, load_template
 from agentdag.toolsets.model import model_tool_usage
 
@@ -534,11 +534,7 @@ class Compiler:
         """The store's earlier progress on this task, with usage, replans and notes taken over."""
         if self.store is None:
             return None
-        saved = self.store.load()
-        if saved.task != task:
-            raise RunStoreError(f"{self.store.directory}: holds a run of another task ({saved.task[:60]!r})")
-        if saved.status == "done":
-            raise RunStoreError(f"{self.store.directory}: this run is already done; there is nothing to resume")
+        saved = self.store.load_unfinished(task)
         self.usage = {role: saved.usage.get(role, Usage()) for role in ("planner", "joiner")}
         self._tool_usage_restored = self._saved_tool_usage = saved.usage.get("tools", Usage())
         self.replans = list(saved.replans)

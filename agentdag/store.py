@@ -275,6 +275,19 @@ class RunStore:
             answer=json.loads(meta["answer"]) if "answer" in meta else None,
         )
 
+    def load_unfinished(self, task: str | None = None) -> SavedRun:
+        """`load`, for a run about to resume (of `task`, when given).
+
+        Raises:
+            RunStoreError: the run is of another task or already done, or its state cannot be read.
+        """
+        saved = self.load()
+        if task is not None and saved.task != task:
+            raise RunStoreError(f"{self.directory}: holds a run of another task ({saved.task[:60]!r})")
+        if saved.status == "done":
+            raise RunStoreError(f"{self.directory}: this run is already done; there is nothing to resume")
+        return saved
+
     def plans(self) -> list[tuple[int, int, str]]:
         """Every planner reply saved: (round, attempt, text), oldest first."""
         return [tuple(row) for row in self._connection.execute("SELECT round, attempt, text FROM plans ORDER BY rowid")]

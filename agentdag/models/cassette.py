@@ -14,7 +14,6 @@ request itself for people to read, the response and, for streamed calls, the chu
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections import defaultdict
 from collections.abc import AsyncGenerator
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from agentdag.errors import AgentdagError
+from agentdag.hashing import canonical_hash
 from agentdag.messages import Completion, ModelRequest, ModelResponse, Usage
 from agentdag.models.base import Model
 from agentdag.models.function import count_prompt_tokens, count_tokens
@@ -42,8 +42,7 @@ class CassetteMissError(CassetteError):
 
 def request_key(request: ModelRequest) -> str:
     """The hash that identifies a request in a cassette: SHA-256 of its canonical JSON."""
-    canonical = json.dumps(_request_json(request), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return canonical_hash(_request_json(request))
 
 
 @dataclasses.dataclass(slots=True)

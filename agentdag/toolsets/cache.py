@@ -9,7 +9,6 @@ JSON are not cached either. Expired entries are dropped when they are read and w
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -18,6 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from agentdag.errors import AgentdagError
+from agentdag.hashing import canonical_hash
 from agentdag.toolsets.base import JsonValue, Tool
 
 __all__ = ["CachedTool", "ToolCache", "ToolCacheError", "cache_tools", "default_cache_path"]
@@ -120,11 +120,11 @@ class CachedTool(Tool):
         self.description = tool.description
         self.input_schema = tool.input_schema
         self.policy = tool.policy
-        self._identity = _hash([_identity(tool), tool.input_schema])
+        self._identity = canonical_hash([_identity(tool), tool.input_schema])
 
     def key(self, arguments: Mapping[str, JsonValue]) -> str:
         """The cache key of a call with `arguments`."""
-        return f"{self.name}:{self._identity[:16]}:{_hash(arguments)}"
+        return f"{self.name}:{self._identity[:16]}:{canonical_hash(arguments)}"
 
     async def call(self, arguments: dict[str, JsonValue]) -> JsonValue:
         """The cached output for these arguments, or the tool's output (then cached)."""
@@ -172,8 +172,3 @@ def default_cache_path() -> Path:
     """`$XDG_CACHE_HOME/agentdag/tools.sqlite`, or `~/.cache/agentdag/tools.sqlite`."""
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "agentdag" / "tools.sqlite"
-
-
-def _hash(value: object) -> str:
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
-    return hashlib.sha256(canonical.encode()).hexdigest()
