@@ -22,9 +22,10 @@ from agentdag.models import FunctionModel, Model, ModelConfig, OpenAIModel, Wrap
 from agentdag.plan import Node, Plan, PlanProblem, validate_plan
 from agentdag.planning import PlannerConfig
 from agentdag.react import ReActAgent
-from agentdag.result import Replan, RunResult
+from agentdag.result import PlanDraft, Replan, RunResult
 from agentdag.taskfile import TaskFile, load_task_file
 from agentdag.toolsets import FunctionTool, ModelTool, Tool, ToolPolicy, ToolRegistry, tool
+from agentdag.usage import RunMeter
 
 __all__ = (
     "Agent",
@@ -53,12 +54,14 @@ __all__ = (
     "NodeRecord",
     "OpenAIModel",
     "Plan",
+    "PlanDraft",
     "PlanError",
     "PlanProblem",
     "PlannerConfig",
     "ReActAgent",
     "Replan",
     "RunEvent",
+    "RunMeter",
     "RunResult",
     "TaskFile",
     "TaskFileError",

@@ -14,14 +14,14 @@ from agentdag.events import RunEventSink
 from agentdag.executor import ExecutionResult, Executor
 from agentdag.messages import Usage
 from agentdag.models.base import Model
-from agentdag.plan import Node, PlanProblem, validate_plan
+from agentdag.plan import Node, validate_plan
 from agentdag.planning import Compiler, PlannerConfig
 from agentdag.references import find_references, resolve_references
-from agentdag.result import RunResult, RunStatus
+from agentdag.result import PlanDraft, RunResult, RunStatus
 from agentdag.store import NodeSaver, RunStore
 from agentdag.toolsets.base import JsonValue, Tool
-from agentdag.toolsets.model import model_tool_usage
 from agentdag.toolsets.registry import ToolRegistry
+from agentdag.usage import RunMeter, metering
 
 __all__ = ["Agent"]
 
@@ -70,7 +70,7 @@ class Agent:
             backend=backend,
         )
 
-    async def run(self, task: str, *, store: RunStore | None = None) -> RunResult:
+    async def run(self, task: str, *, store: RunStore | None = None, meter: RunMeter | None = None) -> RunResult:
         """Plan the task, run the plan in parallel, join, and replan as needed.
 
         Model failures, invalid plans and tool failures do not raise: the result says what happened.
@@ -79,22 +79,34 @@ class Agent:
             task: what to do, in words.
             store: saves the run's state as it goes. If it holds an unfinished run of this task, the run
                 resumes: finished nodes are restored, not run again (see `agentdag.store`).
+            meter: the run's usage meter (default: a new one). Every model call of the run reports to it:
+                pass one to watch tokens as they are spent, or to keep them if the run is cut off.
 
         Raises:
             AgentdagError: the agent has no model for the planner or the joiner.
             RunStoreError: the store holds another task's run, or a run that is already done.
         """
-        return await self._compiler(store).run(task)
+        return await self._compiler(store).run(task, meter=meter)
 
-    async def draft(self, task: str) -> tuple[list[Node], list[PlanProblem]]:
-        """Ask the planner for a plan and validate it without running anything (`agentdag plan`)."""
+    async def draft(self, task: str) -> PlanDraft:
+        """Ask the planner for a plan, repaired and validated as `run` would, without running anything.
+
+        The same model replies give the plan `run` would start (`agentdag plan` prints it).
+        """
         return await self._compiler().draft(task)
 
-    def run_sync(self, task: str, *, store: RunStore | None = None) -> RunResult:
+    def run_sync(self, task: str, *, store: RunStore | None = None, meter: RunMeter | None = None) -> RunResult:
         """`run` for code that is not async (starts and closes its own event loop)."""
-        return anyio.run(functools.partial(self.run, task, store=store))
+        return anyio.run(functools.partial(self.run, task, store=store, meter=meter))
 
-    async def run_plan(self, plan: Sequence[Node], *, answer: Any = None, store: RunStore | None = None) -> RunResult:
+    async def run_plan(
+        self,
+        plan: Sequence[Node],
+        *,
+        answer: Any = None,
+        store: RunStore | None = None,
+        meter: RunMeter | None = None,
+    ) -> RunResult:
         """Run a fixed plan, without a planner, and build the answer from node outputs.
 
         Args:
@@ -102,17 +114,18 @@ class Agent:
             answer: a template over node outputs (references such as `"${3}"`); by default the output
                 of the last node.
             store: saves node states as they change; nodes it holds as finished are restored, not run.
+            meter: the run's usage meter (default: a new one); the `llm` tool's calls report to it.
 
         Raises:
             PlanError: the plan is invalid.
             RunStoreError: the store holds a run that is already done.
         """
-        before = model_tool_usage(self.tools.values())
-        earlier = Usage()  # what a resumed run's earlier processes spent
-        if store is None:
-            result = await self.executor.run(plan)
-        else:
-            result, earlier = await self._execute_plan(plan, store)
+        meter = meter if meter is not None else RunMeter()
+        with metering(meter):
+            if store is None:
+                result = await self.executor.run(plan)
+            else:
+                result = await self._execute_plan(plan, store, meter)
         template = answer if answer is not None else (f"${{{plan[-1].id}}}" if plan else None)
         status: RunStatus = "done"
         error: str | None = None
@@ -128,7 +141,7 @@ class Agent:
             status=status,
             answer=value,
             records=result.records,
-            usage={"tools": earlier + model_tool_usage(self.tools.values()) - before},
+            usage={"tools": meter.usage["tools"]},
             wall_s=result.wall_s,
             error=error,
         )
@@ -146,17 +159,19 @@ class Agent:
             node_id: await backend.fetch(output) if node_id in wanted else output for node_id, output in outputs.items()
         }
 
-    async def _execute_plan(self, plan: Sequence[Node], store: RunStore) -> tuple[ExecutionResult, Usage]:
-        """Run the plan with its state saved, restoring what the store holds; also the usage saved before."""
+    async def _execute_plan(self, plan: Sequence[Node], store: RunStore, meter: RunMeter) -> ExecutionResult:
+        """Run the plan with its state saved, restoring what the store holds (the usage saved before too)."""
         saved = store.load_unfinished()
         problems = validate_plan(plan, self.tools)
         if problems:
             raise PlanError(list(problems))
+        meter.add("tools", saved.usage.get("tools", Usage()))
+        meter.subscribe(lambda role, _: store.save_usage({role: meter.usage[role]}))
         saver = NodeSaver(store)
         async with self.executor.open(on_event=[saver]) as execution:
             saver.execution = execution
             saver.restore(execution, saved, plan)
-        return execution.result(), saved.usage.get("tools", Usage())
+        return execution.result()
 
     def _compiler(self, store: RunStore | None = None) -> Compiler:
         if self.planner_model is None or self.joiner_model is None:
@@ -170,6 +185,8 @@ class Agent:
             store=store,
         )
 
-    def run_plan_sync(self, plan: Sequence[Node], *, answer: Any = None, store: RunStore | None = None) -> RunResult:
+    def run_plan_sync(
+        self, plan: Sequence[Node], *, answer: Any = None, store: RunStore | None = None, meter: RunMeter | None = None
+    ) -> RunResult:
         """`run_plan` for code that is not async (starts and closes its own event loop)."""
-        return anyio.run(functools.partial(self.run_plan, plan, answer=answer, store=store))
+        return anyio.run(functools.partial(self.run_plan, plan, answer=answer, store=store, meter=meter))

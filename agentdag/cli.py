@@ -30,7 +30,6 @@ from agentdag.models.base import Model
 from agentdag.models.config import ModelConfig, open_model
 from agentdag.models.embedded import serve_forever
 from agentdag.models.function import FunctionModel
-from agentdag.models.metered import MeteredModel
 from agentdag.pictures import draw_plan, draw_timeline, ensure_plots_available, plan_to_dot, plan_to_mermaid
 from agentdag.plan import Node, dependencies_of, validate_plan
 from agentdag.result import RunResult
@@ -51,6 +50,7 @@ from agentdag.toolsets.base import Tool
 from agentdag.toolsets.cache import ToolCache, cache_tools, default_cache_path
 from agentdag.toolsets.registry import ToolRegistry
 from agentdag.trace import Redactor, TraceFileError, TraceWriter, read_trace, result_to_json
+from agentdag.usage import RunMeter
 from agentdag.view import RunView, render_answer, render_summary, shorten
 
 __all__ = ["main"]
@@ -309,9 +309,7 @@ async def _run_task(
     result: RunResult | None = None
     bad_input = False
     try:
-        async with _open_agent(
-            task, task_file.parent, need_model=task.plan is None, on_event=[fan_out], view=view
-        ) as agent:
+        async with _open_agent(task, task_file.parent, need_model=task.plan is None, on_event=[fan_out]) as agent:
             if not arguments.no_trace:
                 path = arguments.trace or _free_path(run_dir / "trace.jsonl")
                 trace = TraceWriter.create(
@@ -323,10 +321,11 @@ async def _run_task(
                 sinks.append(otel)
             live = console.is_terminal and not (arguments.quiet or arguments.json)
             with Live(view, console=console, refresh_per_second=8, transient=True) if live else nullcontext():
+                meter = RunMeter(listeners=(view.count_usage,))  # the view counts tokens as they are spent
                 if task.plan is not None:
-                    result = await agent.run_plan(task.plan, answer=task.answer, store=store)
+                    result = await agent.run_plan(task.plan, answer=task.answer, store=store, meter=meter)
                 else:
-                    result = await agent.run(task.task, store=store)
+                    result = await agent.run(task.task, store=store, meter=meter)
     except AgentdagError:
         bad_input = True  # a task that cannot start would fail the same way on resume: no hint
         raise
@@ -434,14 +433,20 @@ async def _plan_command(arguments: argparse.Namespace) -> int:
             raise PlanError(list(problems))
     else:
         async with _open_agent(task, arguments.task.parent, need_model=True, need_backend=False) as agent:
-            nodes, problems = await agent.draft(task.task)
+            draft = await agent.draft(task.task)
+        nodes, problems = list(draft.nodes), list(draft.problems)
+        stderr = Console(stderr=True)
+        for note in draft.notes:
+            stderr.print(f"[dim]note:[/] {_escape(note)}", highlight=False, soft_wrap=True)
         if problems:
             lines = "\n".join(f"  - {problem}" for problem in problems)
-            Console(stderr=True).print(
-                f"[bold red]the planner's plan is invalid after {task.planner.max_repairs} repair(s):[/]\n"
+            valid = f" (a run would start only nodes {', '.join(str(node.id) for node in nodes)})" if nodes else ""
+            stderr.print(
+                f"[bold red]the planner's plan is invalid after {task.planner.max_repairs} repair(s){valid}:[/]\n"
                 + _escape(lines),
                 soft_wrap=True,
             )
+            return EXIT_FAILED  # no chart of a plan that failed: nothing on stdout
     if arguments.format == "png":
         output = arguments.output or Path(f"{arguments.task.stem}-plan.png")
         draw_plan(nodes, output, title=task.task)
@@ -459,7 +464,7 @@ async def _plan_command(arguments: argparse.Namespace) -> int:
             sys.stdout.write(text)
         else:
             _write_text(arguments.output, text)
-    return EXIT_FAILED if problems else EXIT_DONE
+    return EXIT_DONE
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -477,29 +482,19 @@ async def _open_agent(
     need_model: bool,
     need_backend: bool = True,
     on_event: Sequence[RunEventSink] = (),
-    view: RunView | None = None,
 ) -> AsyncIterator[Agent]:
     """An agent for a task file, with its model open when the planner or the `llm` tool needs it.
 
     Without `need_backend` (a draft runs no node) the agent runs nodes in this process.
-
-    With a `view`, the model is metered so that the view counts tokens as they are spent: the planner's
-    and joiner's through one wrapper, the `llm` tool's (per node) through another.
     """
     async with AsyncExitStack() as stack:
         model: Model | None = None
-        tool_model: Model | None = None
         if need_model or MODEL_TOOL in task.tools:
-            model = tool_model = await stack.enter_async_context(open_model(task.model))
-            if view is not None:
-                model, tool_model = (
-                    MeteredModel(model, view.count_model_usage),
-                    MeteredModel(model, view.count_tool_usage),
-                )
+            model = await stack.enter_async_context(open_model(task.model))
         backend = await stack.enter_async_context(_open_backend(task)) if need_backend else LocalBackend()
         scaling = task.scaling
         tools = await stack.enter_async_context(
-            _open_tools(task, base_dir, None if tool_model is None else scaling.wrap("tools", tool_model))
+            _open_tools(task, base_dir, None if model is None else scaling.wrap("tools", model))
         )
         yield Agent(
             tools=tools,

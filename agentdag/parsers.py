@@ -17,14 +17,25 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 
-from agentdag.plan import Node, PlanProblem
+from agentdag.plan import Node, PlanProblem, validate_plan
 from agentdag.toolsets.base import Tool
 
-__all__ = ["END_OF_PLAN", "JsonPlanParser", "LLMCompilerPlanParser", "PlanParser", "node_from_mapping"]
+__all__ = [
+    "END_OF_PLAN",
+    "JsonPlanParser",
+    "LLMCompilerPlanParser",
+    "PlanParser",
+    "PlanReader",
+    "PlanStyle",
+    "ReadPlan",
+    "node_from_mapping",
+]
+
+PlanStyle = Literal["json", "llmcompiler"]
 
 END_OF_PLAN = "<END_OF_PLAN>"
 # At most 18 digits: a node id, not a long number that `int()` refuses (past 4,300 digits) or is slow to read.
@@ -166,18 +177,18 @@ class JsonPlanParser(PlanParser):
         text = "".join(self._text).strip()
         start = text.find("{")
         if start < 0:
-            self.problems.append(PlanProblem(0, "malformed", "the reply holds no JSON object"))
+            self.problems.append(PlanProblem(None, "malformed", "the reply holds no JSON object"))
             return []
         try:
             document, _ = json.JSONDecoder().raw_decode(text[start:])
         except (ValueError, RecursionError) as error:
             if self.complete:
-                self.problems.append(PlanProblem(0, "malformed", f"the plan is not valid JSON ({_reason(error)})"))
+                self.problems.append(PlanProblem(None, "malformed", f"the plan is not valid JSON ({_reason(error)})"))
             else:
                 self.truncated = True
             return []
         if not isinstance(document, dict) or not isinstance(document.get("nodes"), list):
-            self.problems.append(PlanProblem(0, "malformed", 'the plan must be an object with a "nodes" list'))
+            self.problems.append(PlanProblem(None, "malformed", 'the plan must be an object with a "nodes" list'))
             return []
         thought = document.get("thought")
         self.thought = thought if isinstance(thought, str) else None
@@ -308,3 +319,42 @@ def _reason(error: ValueError | RecursionError) -> str:
 
 def _is_reference_list(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) and item.strip().startswith("$") for item in value)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    """A whole reply read as a plan: its nodes and every problem (parsing, validation, a cut-off end)."""
+
+    nodes: tuple[Node, ...]
+    problems: tuple[PlanProblem, ...]
+
+    @property
+    def valid(self) -> bool:
+        """Whether the plan has nodes and no problem."""
+        return bool(self.nodes) and not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class PlanReader:
+    """How plans of one style are read against a set of tools.
+
+    Attributes:
+        style: "json" or "llmcompiler".
+        tools: the tools plans may call, by name.
+    """
+
+    style: PlanStyle
+    tools: Mapping[str, Tool]
+
+    def parser(self) -> PlanParser:
+        """A fresh incremental parser for one streamed reply."""
+        return JsonPlanParser() if self.style == "json" else LLMCompilerPlanParser(self.tools)
+
+    def read(self, text: str) -> ReadPlan:
+        """Parse and validate a whole reply, as the planner would if the reply streamed in."""
+        parser = self.parser()
+        nodes = [*parser.feed(text), *parser.finish()]
+        problems = [*parser.problems, *validate_plan(nodes, self.tools)]
+        if parser.truncated:
+            problems.append(PlanProblem(None, "malformed", "the plan was cut off"))
+        return ReadPlan(tuple(nodes), tuple(problems))

@@ -82,14 +82,14 @@ ProblemKind = Literal[
 
 @dataclass(frozen=True, slots=True)
 class PlanProblem:
-    """One problem in a plan, naming its node."""
+    """One problem in a plan, naming its node; `node_id` is None for a problem of the whole plan."""
 
-    node_id: int
+    node_id: int | None
     kind: ProblemKind
     message: str
 
     def __str__(self) -> str:
-        return f"node {self.node_id}: {self.message}"
+        return self.message if self.node_id is None else f"node {self.node_id}: {self.message}"
 
 
 def dependencies_of(node: Node, known: Collection[int]) -> frozenset[int]:

@@ -4,12 +4,15 @@ One `Execution` stays open for the whole run, so node ids are global across roun
 never run again, and a replanned node can reference any earlier output.
 
 * **Streaming dispatch.** The planner's reply is parsed as it streams; each complete, valid node goes to
-  the executor at once.
+  the executor at once (see `agentdag.dispatch` for repeated calls: which reuse an earlier output and
+  which run again).
 * **Validate and repair.** Invalid nodes are held back and the exact problem list goes back to the model,
   up to `max_repairs` times. Then the fallback: run the valid part (`partial`), or answer without tools
-  (`direct`). The result's `notes` say what happened.
+  (`direct`). The result's `notes` say what happened. `draft` goes through the same path and runs nothing.
 * **Join and replan.** After the graph finishes, the joiner returns `finish` with the answer or `replan`
   with a reason. Replanning stops at `max_replans`, at the token budget and at the time budget.
+* **One meter.** Every model call of the run (planner, joiner, the `llm` tool, scaling samples) reports to
+  the run's `RunMeter`.
 """
 
 from __future__ import annotations
@@ -17,24 +20,24 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agentdag.dispatch import Dispatcher, Draft, Reply
 from agentdag.errors import ModelError
 from agentdag.events import EventSink, NodeEvent, RunEvent, RunEventKind, RunEventSink
 from agentdag.executor import Execution, Executor, NodeRecord
-from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings, Usage
+from agentdag.messages import Message, ModelRequest, ModelResponse, ModelSettings, Usage
 from agentdag.models.base import Model
-from agentdag.models.function import count_prompt_tokens, count_tokens
-from agentdag.parsers import END_OF_PLAN, JsonPlanParser, LLMCompilerPlanParser, PlanParser, node_from_mapping
-from agentdag.plan import Node, PlanProblem, check_node, validate_plan
-from agentdag.references import rename_references
-from agentdag.result import Replan, RunResult, RunStatus
+from agentdag.parsers import END_OF_PLAN, PlanParser, PlanReader, node_from_mapping
+from agentdag.plan import PlanProblem
+from agentdag.result import PlanDraft, Replan, RunResult, RunStatus
+from agentdag.scaling.reading import PlanReading, reading_plans
 from agentdag.schemas import (
     JOINER_SCHEMA,
     Decision,
@@ -45,7 +48,8 @@ from agentdag.schemas import (
 )
 from agentdag.store import NodeSaver, RunStore, SavedRun
 from agentdag.templates import PlannerTemplate, fill, load_template
-from agentdag.toolsets.model import model_tool_usage
+from agentdag.tokens import estimate_prompt_tokens, estimate_tokens
+from agentdag.usage import ROLES, Role, RunMeter, metering
 
 __all__ = ["Compiler", "PlannerConfig"]
 
@@ -62,14 +66,15 @@ class PlannerConfig(BaseModel):
         fallback: after the last repair, "partial" runs the valid nodes; "direct" answers without tools
             when no node was valid.
         max_tokens: the longest planner reply, in tokens.
-        max_nodes: the most nodes one plan may hold (enforced by the JSON schema).
+        max_nodes: the most nodes one plan may hold (the JSON schema enforces it; for either style the
+            reading stops after that many nodes).
         temperature: sampling temperature of planner and joiner calls.
         observation_chars: tool outputs shown to the joiner and to replans are cut to this many characters.
         max_total_tokens: token budget of the run (planner, joiner and model tools); no replan past it.
         max_seconds: time budget of the run; when it runs out, running nodes are cancelled.
         refine: mid-run refinement: whenever a node finishes while others are pending, the planner may
             add nodes or cancel pending ones without waiting for the rest of the graph.
-        max_refinements: the most refinement calls per run.
+        max_refinements: the most refinement calls per run (only with `refine: true`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -87,6 +92,12 @@ class PlannerConfig(BaseModel):
     max_seconds: float | None = Field(default=None, gt=0)
     refine: bool = False
     max_refinements: int = Field(default=8, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_unused(self) -> PlannerConfig:
+        if "max_refinements" in self.model_fields_set and not self.refine:
+            raise ValueError("`max_refinements` has no effect here: it applies only with refine: true; remove it")
+        return self
 
 
 class Compiler:
@@ -119,46 +130,56 @@ class Compiler:
         self.joiner_model = joiner_model
         self.config = config
         self.template: PlannerTemplate = load_template(config.template or config.style)
+        self.reader = PlanReader(self.template.style, self.tools)
         self.on_event = list(on_event)
-        self.usage: dict[str, Usage] = {"planner": Usage(), "joiner": Usage()}
+        self.meter = RunMeter()
         self.notes: list[str] = []
         self.replans: list[Replan] = []
-        self._aliases: dict[int, int] = {}
+        self._task = ""
         self._node_ended = anyio.Event()
         self._refinements = 0
         self._started = 0.0
-        self._tool_usage_before = model_tool_usage(self.tools.values())
-        self._tool_usage_restored = Usage()
-        self._saved_tool_usage = Usage()
         self._saver = NodeSaver(store) if store is not None else None
 
-    async def run(self, task: str) -> RunResult:
-        """Plan, execute, join and replan until the joiner finishes or a limit stops the run."""
+    async def run(self, task: str, *, meter: RunMeter | None = None) -> RunResult:
+        """Plan, execute, join and replan until the joiner finishes or a limit stops the run.
+
+        Args:
+            task: what to do, in words.
+            meter: the run's usage meter (default: a new one); every model call of the run reports to it.
+        """
         self._started = time.perf_counter()
+        self._task = task
         saved = self._load_saved(task)
+        self.meter = meter if meter is not None else RunMeter()
+        if saved is not None:
+            for role in ROLES:  # what the run's earlier processes spent
+                self.meter.add(role, saved.usage.get(role, Usage()))
+            self.meter.subscribe(self._save_usage)
         status: RunStatus = "failed"
         answer: Any = None
         error: str | None = None
-        sinks: list[EventSink] = [self._watch] if self._saver is None else [self._watch, self._saver]
-        async with self.executor.open(on_event=sinks) as execution:
-            if self._saver is not None:
-                self._saver.execution = execution
-            deadline = math.inf if self.config.max_seconds is None else self.config.max_seconds
-            with anyio.move_on_after(deadline) as budget:
-                try:
-                    answer, error = await self._loop(execution, task, saved)
-                    status = "done" if error is None else "failed"
-                except ModelError as failure:
-                    error = f"model call failed: {failure}"
-            if budget.cancelled_caught:
-                error = f"time budget of {self.config.max_seconds:g} s ran out"
-                self._emit("stopped", detail=error)
-            execution.cancel_all(error or "the run is over")
+        with metering(self.meter):
+            sinks: list[EventSink] = [self._watch] if self._saver is None else [self._watch, self._saver]
+            async with self.executor.open(on_event=sinks) as execution:
+                if self._saver is not None:
+                    self._saver.execution = execution
+                deadline = math.inf if self.config.max_seconds is None else self.config.max_seconds
+                with anyio.move_on_after(deadline) as budget:
+                    try:
+                        answer, error = await self._loop(Dispatcher(self.tools, execution), execution, saved)
+                        status = "done" if error is None else "failed"
+                    except ModelError as failure:
+                        error = f"model call failed: {failure}"
+                if budget.cancelled_caught:
+                    error = f"time budget of {self.config.max_seconds:g} s ran out"
+                    self._emit("stopped", detail=error)
+                execution.cancel_all(error or "the run is over")
         result = RunResult(
             status=status,
             answer=answer,
             records=execution.records,
-            usage={**self.usage, "tools": self._tool_usage()},
+            usage=self.meter.usage,
             wall_s=time.perf_counter() - self._started,
             error=error,
             replans=tuple(self.replans),
@@ -169,45 +190,37 @@ class Compiler:
             self.store.save_result(result)
         return result
 
-    async def draft(self, task: str) -> tuple[list[Node], list[PlanProblem]]:
+    async def draft(self, task: str) -> PlanDraft:
         """Ask the planner for a plan and validate it, repairing as `run` does, but run nothing.
 
-        Returns the nodes of the last attempt and its problems (empty when the plan is valid).
+        The replies go through the same reading as in `run` (repairs, repeated calls, cut-off plans), so the
+        same replies give the same plan.
         """
-        messages = self._planner_messages(task, 1, None, None)
-        nodes: list[Node] = []
-        problems: list[PlanProblem] = []
-        for attempt in range(self.config.max_repairs + 1):
-            request = ModelRequest(messages=tuple(messages), settings=self._planner_settings())
-            response = await self.planner_model.request(request)
-            self._count("planner", response.usage)
-            parser = self._create_parser()
-            nodes = [*parser.feed(response.text), *parser.finish()]
-            problems = [*parser.problems, *validate_plan(nodes, self.tools)]
-            if parser.truncated or response.completions[0].finish_reason == "length":
-                problems.append(PlanProblem(0, "malformed", "the plan was cut off at the token limit"))
-            if not problems or attempt == self.config.max_repairs:
-                break
-            problem_lines = "\n".join(f"- {problem}" for problem in problems)
-            messages = [
-                *messages,
-                Message("assistant", response.text),
-                Message("user", fill(self.template.repair, problems=problem_lines, kept="")),
-            ]
-        return nodes, problems
+        self._started = time.perf_counter()
+        self._task = task
+        target = Draft()
+        dispatcher = Dispatcher(self.tools, target)
+        with metering(self.meter):
+            planned = await self._plan(dispatcher, task, round_index=0)
+        return PlanDraft(nodes=tuple(target.nodes), problems=tuple(planned.problems), notes=tuple(self.notes))
 
-    async def _loop(self, execution: Execution, task: str, saved: SavedRun | None) -> tuple[Any, str | None]:
+    async def _loop(
+        self, dispatcher: Dispatcher, execution: Execution, saved: SavedRun | None
+    ) -> tuple[Any, str | None]:
+        task = self._task
         if saved is not None and saved.started:
             round_index = saved.round
             self._restore(execution, saved)
         else:
             round_index = 0
-            added = await self._plan(execution, task, round_index=round_index)
-            if not added and not execution.records and self.config.fallback == "direct":
+            planned = await self._plan(dispatcher, task, round_index=round_index)
+            if not planned.added and not execution.records and self.config.fallback == "direct":
                 return await self._answer_directly(task), None
         while True:
-            await self._execute(execution, task, round_index)
+            await self._execute(dispatcher, execution, task, round_index)
             decision = await self._join(task, execution, round_index)
+            if decision is None:
+                return None, "no answer: the joiner's replies were not decisions, twice"
             if decision.action == "finish":
                 self._emit("finished", round_index, decision.answer[:80])
                 return decision.answer, None
@@ -220,12 +233,24 @@ class Compiler:
             self._emit("replanning", round_index, decision.reason)
             if self.store is not None:  # saved first, so that a resumed run counts a replan cut short
                 self.store.save_replan(Replan(round=round_index, reason=decision.reason, nodes_added=0))
-            added = await self._plan(execution, task, round_index=round_index, reason=decision.reason)
-            replan = Replan(round=round_index, reason=decision.reason, nodes_added=added)
+            replanning = fill(
+                self.template.replan,
+                observations=self._observations(execution),
+                reason=decision.reason,
+                first_id=max(execution.records, default=0) + 1,
+            )
+            planned = await self._plan(dispatcher, task, round_index=round_index, replanning=replanning)
+            replan = Replan(round=round_index, reason=decision.reason, nodes_added=planned.added)
             self.replans.append(replan)
             if self.store is not None:
                 self.store.save_replan(replan)
-            if added == 0:
+            if planned.repeated is not None:
+                self._note(
+                    f"replan {round_index} repeated the plan of round {planned.repeated}; "
+                    "answered with the joiner's best answer"
+                )
+                return decision.answer, None
+            if planned.added == 0:
                 self._note(f"replan {round_index} added no nodes; answered with the joiner's best answer")
                 return decision.answer, None
 
@@ -233,41 +258,54 @@ class Compiler:
         if len(self.replans) >= self.config.max_replans:
             return f"max_replans ({self.config.max_replans}) reached"
         budget = self.config.max_total_tokens
-        spent = sum(usage.total_tokens for usage in self.usage.values()) + self._tool_usage().total_tokens
+        spent = self.meter.total.total_tokens
         if budget is not None and spent >= budget:
             return f"token budget ({budget}) spent ({spent} tokens)"
         return None
 
     # -- planning ---------------------------------------------------------------------------------
 
-    async def _plan(self, execution: Execution, task: str, *, round_index: int, reason: str | None = None) -> int:
-        """Stream a plan into the execution, repairing it as needed; return how many nodes were added."""
+    async def _plan(
+        self, dispatcher: Dispatcher, task: str, *, round_index: int, replanning: str | None = None
+    ) -> _Planned:
+        """Stream a plan into the dispatcher's target, repairing it as needed.
+
+        Args:
+            dispatcher: where the nodes go.
+            task: the task.
+            round_index: 0 for the first plan, then one more per replan.
+            replanning: for a replan, the replan prompt (results so far, why, where ids start).
+        """
         if self._saver is not None:
             self._saver.round = round_index
-        first_id = max(execution.records, default=0) + 1
-        messages = self._planner_messages(task, first_id, execution, reason)
+        first_id = max(dispatcher.target.records, default=0) + 1
+        messages = self._planner_messages(task, first_id, replanning)
         added: list[int] = []
+        problems: list[PlanProblem] = []
         for attempt in range(self.config.max_repairs + 1):
             self._emit("planning", round_index, f"attempt {attempt + 1}")
-            state = _Attempt(
-                parser=self._create_parser(),
-                first_id=first_id,
-                added=added,
-            )
-            text = await self._stream(messages, state, execution)
+            reply = dispatcher.reply(round_index=round_index, first_id=first_id, max_nodes=self.config.max_nodes)
+            parser = self.reader.parser()
+            text, cut_off = await self._stream(messages, reply, parser)
             if self.store is not None:
                 self.store.save_plan(round_index, attempt + 1, text)
-            problems = [*state.parser.problems, *state.held]
-            if state.truncated:
+            added += reply.added
+            self._note_reply(reply)
+            if reply.repeated_round is not None:
+                return _Planned(len(added), [], reply.repeated_round)
+            problems = [*parser.problems, *reply.problems]
+            stopped = reply.stopped or cut_off
+            if stopped:
                 if added:
-                    self._note(f"round {round_index}: {state.truncated}; ran the complete nodes")
+                    dropped = f"; dropped {reply.dropped} repeat(s)" if reply.dropped else ""
+                    self._note(f"round {round_index}: {stopped}{dropped}; ran the complete nodes")
                 else:
-                    problems.append(PlanProblem(0, "malformed", f"{state.truncated}; write a shorter plan"))
+                    problems.append(PlanProblem(None, "malformed", f"{stopped}; write a shorter plan"))
             if not problems:
                 self._emit("planned", round_index, f"{len(added)} node(s)")
                 if attempt:
                     self._note(f"round {round_index}: plan repaired after {attempt} attempt(s)")
-                return len(added)
+                return _Planned(len(added), [])
             self._emit("plan_invalid", round_index, "; ".join(str(problem) for problem in problems[:5]))
             if attempt < self.config.max_repairs:
                 kept = f"Nodes {', '.join(map(str, added))} are valid and already running." if added else ""
@@ -280,49 +318,54 @@ class Compiler:
         what = f"ran the {len(added)} valid node(s)" if added else "no valid node"
         self._note(f"round {round_index}: the plan was still invalid after {self.config.max_repairs} repair(s); {what}")
         self._emit("fallback", round_index, what)
-        return len(added)
+        return _Planned(len(added), problems)
 
-    async def _stream(self, messages: Sequence[Message], state: _Attempt, execution: Execution) -> str:
-        """Stream one planner reply, dispatching nodes as they complete; return the reply's text."""
+    async def _stream(self, messages: Sequence[Message], reply: Reply, parser: PlanParser) -> tuple[str, str | None]:
+        """Stream one planner reply into `reply`; return its text, and why it was cut off (or None)."""
         request = ModelRequest(messages=tuple(messages), settings=self._planner_settings())
         parts: list[str] = []
         response: ModelResponse | None = None
-        async with aclosing(self.planner_model.stream(request)) as stream:
+        async with aclosing(self._planner_stream(request)) as stream:
             async for item in stream:
                 if isinstance(item, ModelResponse):
                     response = item
                     continue
                 parts.append(item)
-                for node in state.parser.feed(item):
-                    self._offer(execution, node, state)
-                if state.repeats >= _MAX_REPEATS:
-                    state.truncated = (
-                        f"the planner repeated earlier nodes {state.repeats} times in a row; stopped reading"
-                    )
+                for node in parser.feed(item):
+                    reply.offer(node)
+                if reply.stopped is not None:
                     break  # closing the stream stops the generation
         text = "".join(parts)
-        for node in state.parser.finish():
-            self._offer(execution, node, state)
+        if reply.stopped is None:
+            for node in parser.finish():
+                reply.offer(node)
+        reply.close()
         if response is None:
-            # Stopped early: the backend never sent its totals, so count what was generated.
-            response = ModelResponse(
-                completions=(Completion(text=text, finish_reason="length"),),
-                usage=Usage(
-                    calls=1,
-                    prompt_tokens=count_prompt_tokens(messages),
-                    completion_tokens=count_tokens(text),
-                ),
-                model=self.planner_model.name,
-            )
-        elif (response.completions and response.completions[0].finish_reason == "length") or state.parser.truncated:
-            state.truncated = state.truncated or "the plan was cut off at the token limit"
-        self._count("planner", response.usage)
-        if state.repeats_total:
-            self._note(f"{state.repeats_total} planned node(s) repeated earlier calls; reused their outputs")
-        return text
+            # Stopped early: the backend never sent its totals, so count what was generated, once.
+            prompt_tokens, completion_tokens = estimate_prompt_tokens(messages), estimate_tokens(text)
+            usage = Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        else:
+            usage = response.usage
+        self.meter.add("planner", usage)
+        length = response is not None and response.completions[0].finish_reason == "length"
+        cut_off = "the plan was cut off at the token limit" if length or parser.truncated else None
+        return text, cut_off
 
-    def _create_parser(self) -> PlanParser:
-        return JsonPlanParser() if self.template.style == "json" else LLMCompilerPlanParser(self.tools)
+    async def _planner_stream(self, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
+        """The planner model's stream, with strategies below it reading replies as plans.
+
+        The plan reading is set only while the model works (each step of its stream), never while the
+        planner dispatches nodes, so tool calls never see it.
+        """
+        reading = PlanReading(self.reader, self._task)
+        async with aclosing(self.planner_model.stream(request)) as chunks:
+            while True:
+                with reading_plans(reading):
+                    try:
+                        item = await anext(chunks)
+                    except StopAsyncIteration:
+                        return
+                yield item
 
     def _planner_settings(self) -> ModelSettings:
         json_style = self.template.style == "json"
@@ -335,45 +378,24 @@ class Compiler:
             stop=() if json_style else (END_OF_PLAN,),
         )
 
-    def _offer(self, execution: Execution, node: Node, state: _Attempt) -> None:
-        """Dispatch a streamed node if it is valid; otherwise hold its problems for the repair request."""
-        node = self._apply_aliases(node)
-        existing = execution.records.get(node.id)
-        if existing is not None:
-            if _same_call(existing.node, node):
-                return  # a repaired plan or a replan lists a node that already exists
-            state.held.append(
-                PlanProblem(node.id, "duplicate_id", f"id {node.id} is taken; number new nodes from {state.first_id}")
+    def _note_reply(self, reply: Reply) -> None:
+        """Say which repeated calls reused an earlier output and which ran again."""
+        if reply.reused:
+            pairs = ", ".join(f"node {item.node_id} → node {item.twin}" for item in reply.reused)
+            self._note(f"{len(reply.reused)} planned node(s) repeated earlier calls; reused their outputs: {pairs}")
+        for item in reply.rerun:
+            record = reply.dispatcher.target.records.get(item.node_id)
+            if record is None:
+                continue
+            tool = self.tools.get(record.node.tool)
+            why = (
+                f"{record.node.tool!r} may have side effects"
+                if tool is None or not tool.policy.idempotent
+                else "a side effect planned before it may have changed its result"
             )
-            return
-        twin = _twin(execution, node)
-        if twin is not None:
-            # The same call again under a new id: reuse the first call's output instead of running it twice.
-            self._aliases[node.id] = twin
-            state.repeats += 1
-            state.repeats_total += 1
-            return
-        state.repeats = 0
-        problems = check_node(node, self.tools, execution.records)
-        if problems:
-            state.held.extend(problems)
-            return
-        execution.add(node, check=False)
-        state.added.append(node.id)
+            self._note(f"node {item.node_id} repeats node {item.twin}'s call and runs again: {why}")
 
-    def _apply_aliases(self, node: Node) -> Node:
-        if not self._aliases:
-            return node
-        return node.model_copy(
-            update={
-                "arguments": rename_references(node.arguments, self._aliases),
-                "depends_on": tuple(self._aliases.get(item, item) for item in node.depends_on),
-            }
-        )
-
-    def _planner_messages(
-        self, task: str, first_id: int, execution: Execution | None, reason: str | None
-    ) -> list[Message]:
+    def _planner_messages(self, task: str, first_id: int, replanning: str | None) -> list[Message]:
         system = fill(self.template.system, tools=self._describe_tools(), first_id=first_id)
         messages = [Message("system", system)]
         for example in self.template.examples:
@@ -382,9 +404,8 @@ class Compiler:
             messages.append(Message("user", fill(self.template.user, task=example.task)))
             messages.append(Message("assistant", example.plan.strip()))
         user = fill(self.template.user, task=task)
-        if reason is not None and execution is not None:
-            observations = self._observations(execution)
-            user += "\n" + fill(self.template.replan, observations=observations, reason=reason, first_id=first_id)
+        if replanning is not None:
+            user += "\n" + replanning
         messages.append(Message("user", user))
         return messages
 
@@ -404,7 +425,7 @@ class Compiler:
 
     # -- executing and refining -------------------------------------------------------------------
 
-    async def _execute(self, execution: Execution, task: str, round_index: int) -> None:
+    async def _execute(self, dispatcher: Dispatcher, execution: Execution, task: str, round_index: int) -> None:
         """Wait for the graph to finish; with `refine`, let the planner adjust it as nodes finish."""
         if not self.config.refine:
             await execution.wait()
@@ -413,11 +434,11 @@ class Compiler:
             await self._node_ended.wait()
             self._node_ended = anyio.Event()
             if _pending(execution) and self._refinements < self.config.max_refinements:
-                await self._refine(execution, task, round_index)
+                await self._refine(dispatcher, execution, task, round_index)
             elif _pending(execution):
                 await execution.wait()
 
-    async def _refine(self, execution: Execution, task: str, round_index: int) -> None:
+    async def _refine(self, dispatcher: Dispatcher, execution: Execution, task: str, round_index: int) -> None:
         self._refinements += 1
         first_id = max(execution.records, default=0) + 1
         pending = "\n".join(
@@ -437,8 +458,7 @@ class Compiler:
             messages=(Message("user", prompt),),
             settings=ModelSettings(json_schema=schema, max_tokens=self.config.max_tokens, temperature=0.0),
         )
-        response = await self.planner_model.request(request)
-        self._count("planner", response.usage)
+        response = await self._request("planner", self.planner_model, request)
         change = parse_refinement(response.text)
         if change is None:
             self._note(f"refinement {self._refinements}: the reply was not a change; ignored it")
@@ -448,45 +468,50 @@ class Compiler:
             for node_id in change.cancel
             if node_id in execution.records and execution.cancel(node_id, "cancelled by refinement")
         ]
-        state = _Attempt(parser=JsonPlanParser(), first_id=first_id, added=[])
+        reply = dispatcher.reply(round_index=round_index, first_id=first_id, max_nodes=self.config.max_nodes)
+        invalid = 0
         for raw in change.add:
             node = node_from_mapping(raw, first_id)
             if isinstance(node, PlanProblem):
-                state.held.append(node)
+                invalid += 1
             else:
-                self._offer(execution, node, state)
-        if cancelled or state.added or state.held:
+                reply.offer(node)
+        reply.close()
+        self._note_reply(reply)
+        invalid += len(reply.problems)
+        if cancelled or reply.added or invalid:
             self._note(
-                f"refinement {self._refinements}: added {state.added or 'nothing'}, cancelled {cancelled or 'nothing'}"
-                + (f", dropped {len(state.held)} invalid node(s)" if state.held else "")
+                f"refinement {self._refinements}: added {reply.added or 'nothing'}, cancelled {cancelled or 'nothing'}"
+                + (f", dropped {invalid} invalid node(s)" if invalid else "")
             )
-            self._emit("planned", round_index, f"refinement added {len(state.added)}, cancelled {len(cancelled)}")
+            self._emit("planned", round_index, f"refinement added {len(reply.added)}, cancelled {len(cancelled)}")
 
     def _watch(self, event: NodeEvent) -> None:
         if event.kind in ("finished", "failed", "skipped", "cancelled"):
             self._node_ended.set()
-            if self.store is not None and event.kind in ("finished", "failed"):
-                usage = self._tool_usage()
-                if usage != self._saved_tool_usage:  # the `llm` tool spent tokens: a resumed run counts them
-                    self._saved_tool_usage = usage
-                    self.store.save_usage({"tools": usage})
 
     # -- joining ------------------------------------------------------------------------------------
 
-    async def _join(self, task: str, execution: Execution, round_index: int) -> Decision:
+    async def _join(self, task: str, execution: Execution, round_index: int) -> Decision | None:
+        """The joiner's decision; a reply that is none is sent back once with the reason. None if twice."""
         self._emit("joining", round_index)
         prompt = fill(self.template.joiner, task=task, observations=self._observations(execution))
-        request = ModelRequest(
-            messages=(Message("user", prompt),),
-            settings=ModelSettings(json_schema=JOINER_SCHEMA, max_tokens=512, temperature=self.config.temperature),
-        )
-        response = await self.joiner_model.request(request)
-        self._count("joiner", response.usage)
-        decision = parse_decision(response.text)
-        if decision is None:
-            self._note(f"round {round_index}: the joiner's reply was not a decision; used it as the answer")
-            return Decision("finish", response.text.strip())
-        return decision
+        messages = [Message("user", prompt)]
+        settings = ModelSettings(json_schema=JOINER_SCHEMA, max_tokens=512, temperature=self.config.temperature)
+        for attempt in range(2):
+            request = ModelRequest(messages=tuple(messages), settings=settings)
+            response = await self._request("joiner", self.joiner_model, request)
+            decision = parse_decision(response.text)
+            if decision is not None:
+                return decision
+            what = "empty" if not response.text.strip() else f"{len(response.text)} characters, no decision in them"
+            self._note(f"round {round_index}: the joiner's reply {attempt + 1} was not a decision ({what})")
+            messages = [
+                *messages,
+                Message("assistant", response.text),
+                Message("user", fill(self.template.joiner_retry, error=f"the reply was not a decision ({what})")),
+            ]
+        return None
 
     async def _answer_directly(self, task: str) -> str:
         self._note("no valid plan: answered directly without tools")
@@ -494,9 +519,18 @@ class Compiler:
             messages=(Message("user", fill(self.template.direct, task=task)),),
             settings=ModelSettings(max_tokens=256, temperature=self.config.temperature),
         )
-        response = await self.joiner_model.request(request)
-        self._count("joiner", response.usage)
+        response = await self._request("joiner", self.joiner_model, request)
         return response.text.strip()
+
+    async def _request(self, role: Role, model: Model, request: ModelRequest) -> ModelResponse:
+        """One model call for `role`, counted on the run's meter (planner calls read replies as plans)."""
+        if role == "planner":
+            with reading_plans(PlanReading(self.reader, self._task)):
+                response = await model.request(request)
+        else:
+            response = await model.request(request)
+        self.meter.add(role, response.usage)
+        return response
 
     def _observations(self, execution: Execution, *, only_finished: bool = False) -> str:
         lines = [
@@ -515,28 +549,23 @@ class Compiler:
 
     # -- bookkeeping --------------------------------------------------------------------------------
 
-    def _count(self, role: str, usage: Usage) -> None:
-        self.usage[role] = self.usage[role] + usage
-        if self.store is not None:
-            self.store.save_usage({role: self.usage[role]})
-
     def _note(self, note: str) -> None:
         self.notes.append(note)
         if self.store is not None:
             self.store.save_note(note)
 
-    def _tool_usage(self) -> Usage:
-        return self._tool_usage_restored + model_tool_usage(self.tools.values()) - self._tool_usage_before
+    def _save_usage(self, role: Role, usage: Usage) -> None:
+        del usage
+        if self.store is not None:  # each report at once: a run killed later still counts it on resume
+            self.store.save_usage({role: self.meter.usage[role]})
 
     # -- resuming -----------------------------------------------------------------------------------
 
     def _load_saved(self, task: str) -> SavedRun | None:
-        """The store's earlier progress on this task, with usage, replans and notes taken over."""
+        """The store's earlier progress on this task, with replans and notes taken over."""
         if self.store is None:
             return None
         saved = self.store.load_unfinished(task)
-        self.usage = {role: saved.usage.get(role, Usage()) for role in ("planner", "joiner")}
-        self._tool_usage_restored = self._saved_tool_usage = saved.usage.get("tools", Usage())
         self.replans = list(saved.replans)
         self.notes = list(saved.notes)
         return saved
@@ -556,36 +585,21 @@ class Compiler:
             sink(event)
 
 
-_MAX_REPEATS = 3
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """What one round of planning did.
 
+    Nodes added, problems left after the last repair, and the round whose plan it repeated exactly (then
+    nothing of it ran).
+    """
 
-@dataclass(slots=True)
-class _Attempt:
-    """The state of one planner reply while it streams in."""
-
-    parser: PlanParser
-    first_id: int
-    added: list[int]
-    held: list[PlanProblem] = field(default_factory=list)
-    repeats: int = 0
-    repeats_total: int = 0
-    truncated: str | None = None
+    added: int
+    problems: list[PlanProblem]
+    repeated: int | None = None
 
 
 def _pending(execution: Execution) -> bool:
     return any(record.status in ("queued", "running") for record in execution.records.values())
-
-
-def _twin(execution: Execution, node: Node) -> int | None:
-    """An existing node, not failed, that makes the same call."""
-    for record in execution.records.values():
-        if record.status in ("queued", "running", "done") and _same_call(record.node, node):
-            return record.id
-    return None
-
-
-def _same_call(left: Node, right: Node) -> bool:
-    return left.tool == right.tool and _compact(left.arguments) == _compact(right.arguments)
 
 
 def _compact(value: object) -> str:

@@ -23,13 +23,13 @@ import pydantic
 from agentdag.errors import ModelError, PlanError
 from agentdag.events import EventSink
 from agentdag.executor import Execution, Executor, NodeRecord
-from agentdag.messages import Message, ModelRequest, ModelSettings, Usage
+from agentdag.messages import Message, ModelRequest, ModelSettings
 from agentdag.models.base import Model
 from agentdag.plan import Node
 from agentdag.result import RunResult, RunStatus
 from agentdag.toolsets.base import JsonValue, Tool
-from agentdag.toolsets.model import model_tool_usage
 from agentdag.toolsets.registry import ToolRegistry
+from agentdag.usage import RunMeter, metering
 
 __all__ = ["ReActAgent", "create_step_schema"]
 
@@ -139,15 +139,33 @@ class ReActAgent:
         self.system_prompt = (system_prompt or _INSTRUCTIONS) + "\n\nTools:\n" + _describe_tools(self.tools)
         self.executor = Executor(self.tools, timeout_s=timeout_s, on_event=on_event)
 
-    async def run(self, question: str) -> RunResult:
+    async def run(self, question: str, *, meter: RunMeter | None = None) -> RunResult:
         """Answer `question` one tool call at a time.
 
         Model failures and tool failures do not raise: the result says what happened.
+
+        Args:
+            question: what to answer.
+            meter: the run's usage meter (default: a new one); the model's steps count as "planner".
         """
         started = time.perf_counter()
-        tool_usage_before = model_tool_usage(self.tools.values())
+        meter = meter if meter is not None else RunMeter()
         messages = [Message("system", self.system_prompt), Message("user", f"Question: {question}")]
-        usage = Usage()
+        with metering(meter):  # the tools' model calls (the `llm` tool) report to it too
+            answer, error, execution = await self._steps(messages, meter)
+        status: RunStatus = "done" if error is None else "failed"
+        return RunResult(
+            status=status,
+            answer=answer,
+            records=execution.records,
+            usage=meter.usage,
+            wall_s=time.perf_counter() - started,
+            error=error,
+            first_dispatch_s=_first_dispatch(execution, started),
+        )
+
+    async def _steps(self, messages: list[Message], meter: RunMeter) -> tuple[str | None, str | None, Execution]:
+        """Step until the model answers; the answer (or None), why there is none, and the execution."""
         answer: str | None = None
         error: str | None = None
         async with self.executor.open() as execution:
@@ -155,7 +173,7 @@ class ReActAgent:
                 for _ in range(self.max_steps):
                     request = ModelRequest(messages=tuple(messages), settings=self.settings)
                     response = await self.model.request(request)
-                    usage += response.usage
+                    meter.add("planner", response.usage)
                     messages.append(Message("assistant", response.text))
                     try:
                         step = _STEP_ADAPTER.validate_json(response.text)
@@ -170,20 +188,7 @@ class ReActAgent:
                     error = f"no answer within max_steps={self.max_steps} model steps"
             except ModelError as failure:
                 error = f"model call failed: {failure}"
-        status: RunStatus = "done" if error is None else "failed"
-        return RunResult(
-            status=status,
-            answer=answer,
-            records=execution.records,
-            usage={
-                "planner": usage,
-                "joiner": Usage(),
-                "tools": model_tool_usage(self.tools.values()) - tool_usage_before,
-            },
-            wall_s=time.perf_counter() - started,
-            error=error,
-            first_dispatch_s=_first_dispatch(execution, started),
-        )
+        return answer, error, execution
 
 
 def _first_dispatch(execution: Execution, started: float) -> float | None:

@@ -28,7 +28,9 @@ __all__ = [
     "contains_reference",
     "find_references",
     "is_whole_reference",
+    "normalize_references",
     "parse_path",
+    "rename_references",
     "resolve_references",
 ]
 
@@ -253,3 +255,52 @@ def rename_references(value: Any, renames: Mapping[int, int]) -> Any:
     if isinstance(value, list | tuple):
         return [rename_references(item, renames) for item in value]
     return value
+
+
+def normalize_references(value: Any, known: Collection[int]) -> Any:
+    """`value` with every reference that counts written one way, so that equal calls compare equal.
+
+    A reference object, or a string that is exactly one reference, becomes `{"$ref": N}` (with `"path":
+    "a.0.b"` when it has one); a reference inside longer text becomes `${N}` or `${N.a.0.b}`. A bare `$N`
+    whose node is not in `known` stays text, as it would when the call runs.
+
+    Raises:
+        InvalidReferenceError: a reference object is malformed, or the value is nested too deeply.
+    """
+    try:
+        return _normalize(value, known)
+    except RecursionError:
+        raise InvalidReferenceError("the value is nested too deeply to read its references") from None
+
+
+def _normalize(value: Any, known: Collection[int]) -> Any:
+    if isinstance(value, str):
+        if "$" not in value:
+            return value
+        matches = [
+            (match, reference)
+            for match, reference in _string_references(value)
+            if reference.explicit or reference.node_id in known
+        ]
+        if len(matches) == 1 and matches[0][0].span() == (0, len(value)):
+            return _reference_object(matches[0][1])
+        pieces: list[str] = []
+        position = 0
+        for match, reference in matches:
+            path = "".join(f".{part}" for part in reference.path)
+            pieces += [value[position : match.start()], f"${{{reference.node_id}{path}}}"]
+            position = match.end()
+        return "".join([*pieces, value[position:]])
+    if isinstance(value, Mapping):
+        if _is_reference_object(value):
+            return _reference_object(_parse_reference_object(value))
+        return {key: _normalize(item, known) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normalize(item, known) for item in value]
+    return value
+
+
+def _reference_object(reference: Reference) -> dict[str, Any]:
+    if not reference.path:
+        return {REF_KEY: reference.node_id}
+    return {REF_KEY: reference.node_id, "path": ".".join(str(part) for part in reference.path)}

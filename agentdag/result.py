@@ -8,9 +8,10 @@ from typing import Literal
 
 from agentdag.executor import NodeRecord
 from agentdag.messages import Usage
+from agentdag.plan import Node, PlanProblem
 from agentdag.toolsets.base import JsonValue
 
-__all__ = ["Replan", "RunResult", "RunStatus"]
+__all__ = ["PlanDraft", "Replan", "RunResult", "RunStatus"]
 
 RunStatus = Literal["done", "failed"]
 
@@ -67,3 +68,19 @@ class RunResult:
         for usage in self.usage.values():
             total = total + usage
         return total
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanDraft:
+    """What the planner drafted for a task, without running anything (`Agent.draft`, `agentdag plan`).
+
+    Attributes:
+        nodes: the plan's nodes, as `run` would have started them.
+        problems: what was still wrong after the last repair (empty when the plan is valid); `run` would
+            run the valid nodes (or answer directly, with `fallback: direct`).
+        notes: what else happened, in words (repairs, repeated calls, a plan cut off).
+    """
+
+    nodes: tuple[Node, ...]
+    problems: tuple[PlanProblem, ...] = ()
+    notes: tuple[str, ...] = ()

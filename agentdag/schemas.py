@@ -81,7 +81,7 @@ def create_plan_schema(tools: Sequence[Tool], *, max_nodes: int = 16) -> dict[st
     return {
         "type": "object",
         "properties": {
-            "thought": {"type": "string"},
+            "thought": {"type": "string", "maxLength": THOUGHT_CHARS},
             "nodes": {"type": "array", "items": {"anyOf": variants}, "maxItems": max_nodes},
         },
         "required": ["thought", "nodes"],

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentdag.backends.ray_config import RayConfig
 from agentdag.errors import TaskFileError
@@ -21,7 +21,7 @@ from agentdag.models.base import Model
 from agentdag.models.config import ModelConfig
 from agentdag.plan import Node
 from agentdag.planning import PlannerConfig
-from agentdag.scaling import ScalingConfig, create_strategy
+from agentdag.scaling import BestOfNConfig, ScalingConfig, create_strategy
 from agentdag.toolsets.base import Tool
 from agentdag.toolsets.mcp_config import McpServerConfig
 from agentdag.toolsets.model import ModelTool
@@ -104,6 +104,15 @@ class RoleScaling(_Strict):
     planner: ScalingConfig | list[ScalingConfig] | None = None
     joiner: ScalingConfig | list[ScalingConfig] | None = None
     tools: ScalingConfig | list[ScalingConfig] | None = None
+
+    @model_validator(mode="after")
+    def _plans_only_for_the_planner(self) -> RoleScaling:
+        for role in ("joiner", "tools"):
+            config = getattr(self, role)
+            configs = config if isinstance(config, list) else [config]
+            if any(isinstance(item, BestOfNConfig) and item.selector == "structure" for item in configs):
+                raise ValueError(f"{role}: selector `structure` ranks plans, so it applies to the planner only")
+        return self
 
     def wrap(self, role: str, model: Model) -> Model:
         """`model` wrapped in the strategies configured for `role` ("planner", "joiner" or "tools")."""
@@ -261,14 +270,32 @@ def _kind(value: object) -> str:
 
 
 def _describe(error: pydantic.ValidationError, root: yaml.Node | None, source: str) -> str:
-    problems = error.errors(include_url=False)
+    problems = _most_specific(error.errors(include_url=False))
     lines = [_describe_one(problem, root, source) for problem in problems[:3]]
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
     return "; ".join(lines) + more
 
 
+def _most_specific(problems: list[Any]) -> list[Any]:
+    """The problems, without those of a union's other alternatives (a location that a deeper problem extends).
+
+    For `tools: {strategy: ...}` given where a strategy or a list of them fits, pydantic reports both why the
+    mapping is a bad strategy and that it is no list; only the first helps.
+    """
+    locations = [tuple(_location(problem)) for problem in problems]
+    return [
+        problem
+        for problem, location in zip(problems, locations, strict=True)
+        if not any(len(other) > len(location) and other[: len(location)] == location for other in locations)
+    ]
+
+
+def _location(problem: Any) -> tuple[Any, ...]:
+    return tuple(part for part in problem["loc"] if not _is_union_tag(part))
+
+
 def _describe_one(problem: Any, root: yaml.Node | None, source: str) -> str:
-    location = tuple(part for part in problem["loc"] if not _is_union_tag(part))
+    location = _location(problem)
     key = ".".join(str(part) for part in location) or "(top level)"
     line = _line_of(root, location)
     where = f"{source}:{line}" if line is not None else source
@@ -277,6 +304,8 @@ def _describe_one(problem: Any, root: yaml.Node | None, source: str) -> str:
         message = "unknown key (check its spelling)"
     elif problem["type"] == "missing":
         message = "required key is missing"
+    elif problem["type"] == "value_error":
+        message = str(message).removeprefix("Value error, ")
     return _one_line(f"{where}: {key}: {message}")
 
 

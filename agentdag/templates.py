@@ -45,6 +45,7 @@ class PlannerTemplate(BaseModel):
         repair: sent after an invalid plan (`${problems}`, `${kept}`).
         replan: sent for a new round (`${observations}`, `${reason}`, `${first_id}`).
         joiner: the joiner's prompt (`${task}`, `${observations}`).
+        joiner_retry: sent once after a joiner reply that is not a decision (`${error}`).
         refine: mid-run refinement (`${task}`, `${observations}`, `${pending}`, `${first_id}`).
         direct: the fallback that answers without tools (`${task}`).
     """
@@ -59,6 +60,10 @@ class PlannerTemplate(BaseModel):
     repair: str
     replan: str
     joiner: str
+    joiner_retry: str = (
+        "Your reply could not be used: ${error}.\nReply with one JSON object "
+        '{"thought": "...", "answer": "...", "action": "finish" or "replan", "reason": "..."}.'
+    )
     refine: str
     direct: str
 

@@ -23,6 +23,7 @@ from rich.text import Text
 from agentdag.events import Event, NodeEvent
 from agentdag.messages import Usage
 from agentdag.summary import RunSummary, format_seconds
+from agentdag.usage import Role
 
 __all__ = ["RunView", "render_answer", "render_summary", "shorten"]
 
@@ -61,8 +62,8 @@ class _Row:
 class RunView:
     """The state of a run as events arrive, rendered by `rich.live.Live` (via `__rich__`).
 
-    Call it with each event; `count_model_usage` and `count_tool_usage` take the usage reported by
-    `MeteredModel` wrappers of the planner/joiner model and of the `llm` tool's model. Every method only
+    Call it with each event, and subscribe `count_usage` to the run's `RunMeter` for the tokens of every
+    model call as it is spent (planner, joiner and the `llm` tool, per node). Every method only
     updates state, under a lock, because the live display renders from its own thread.
 
     Args:
@@ -107,16 +108,12 @@ class RunView:
         if event.error is not None:
             row.error = self._redact(event.error.message)
 
-    def count_model_usage(self, usage: Usage) -> None:
-        """Add planner or joiner tokens (the joiner's while the run is joining)."""
+    def count_usage(self, role: Role, usage: Usage) -> None:
+        """Add the tokens of one model call (a `RunMeter` listener); a tool's go to the node that made the call."""
         with self._lock:
-            role = "joiner" if self.phase == "joining" else "planner"
             self.tokens[role] += usage.total_tokens
-
-    def count_tool_usage(self, usage: Usage) -> None:
-        """Add tokens spent by a tool (the `llm` tool) to the node whose task made the call."""
-        with self._lock:
-            self.tokens["tools"] += usage.total_tokens
+            if role != "tools":
+                return
             node_id = self._node_of_task.get(_current_task_id())
             if node_id is not None and node_id in self.rows:
                 self.rows[node_id].tokens += usage.total_tokens

@@ -4,7 +4,7 @@ Both agents then make the same tool calls, so the benchmark measures orchestrati
 streams the whole gold plan in LLMCompiler's numbered format as the planner's reply, then answers the
 joiner with the gold answer; the ReAct oracle makes one gold call per step, then gives the gold answer.
 Generation time is simulated like a hosted API (a first-token latency plus a time per token), and usage is
-counted with `count_tokens`.
+counted with `estimate_tokens`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,12 @@ import anyio
 
 from agentdag.messages import Completion, ModelRequest, ModelResponse, Usage
 from agentdag.models import Model
-from agentdag.models.function import count_prompt_tokens, count_tokens
 from agentdag.parsers import LLMCompilerPlanParser
 from agentdag.plan import Node
+from agentdag.tokens import CHARS_PER_TOKEN, estimate_prompt_tokens, estimate_tokens
 from agentdag.toolsets import JsonValue, Tool
 
 __all__ = ["GenerationTiming", "OracleDagModel", "OracleReActModel", "answer_text", "parse_plan_calls"]
-
-_CHARS_PER_TOKEN = 4  # count_tokens' rule: about four characters per token
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,12 +60,11 @@ def answer_text(answer: JsonValue) -> str:
 
 
 class _ScriptedModel(Model):
-    """Shared by the oracles: simulated generation time and usage bookkeeping."""
+    """Shared by the oracles: simulated generation time and usage estimates."""
 
     def __init__(self, *, timing: GenerationTiming, name: str) -> None:
         self.timing = timing
         self.name = name
-        self.usage = Usage()
 
     def _reply(self, request: ModelRequest) -> str:
         raise NotImplementedError
@@ -83,7 +80,7 @@ class _ScriptedModel(Model):
         started = time.perf_counter()
         text = self._text(request)
         prompt_tokens = _prompt_tokens(request)
-        tokens_after_first = max(count_tokens(text) - 1, 0)
+        tokens_after_first = max(estimate_tokens(text) - 1, 0)
         await anyio.sleep(self._first_token_s(prompt_tokens) + tokens_after_first * self.timing.token_s)
         return self._respond(prompt_tokens, text, started)
 
@@ -93,10 +90,10 @@ class _ScriptedModel(Model):
         text = self._text(request)
         prompt_tokens = _prompt_tokens(request)
         await anyio.sleep(self._first_token_s(prompt_tokens))
-        for start in range(0, len(text), _CHARS_PER_TOKEN):
+        for start in range(0, len(text), CHARS_PER_TOKEN):
             if start:
                 await anyio.sleep(self.timing.token_s)
-            yield text[start : start + _CHARS_PER_TOKEN]
+            yield text[start : start + CHARS_PER_TOKEN]
         yield self._respond(prompt_tokens, text, started)
 
     def _first_token_s(self, prompt_tokens: int) -> float:
@@ -106,15 +103,14 @@ class _ScriptedModel(Model):
         usage = Usage(
             calls=1,
             prompt_tokens=prompt_tokens,
-            completion_tokens=count_tokens(text),
+            completion_tokens=estimate_tokens(text),
             latency_s=time.perf_counter() - started,
         )
-        self.usage += usage
         return ModelResponse(completions=(Completion(text=text),), usage=usage, model=self.name)
 
 
 def _prompt_tokens(request: ModelRequest) -> int:
-    return count_prompt_tokens(request.messages)
+    return estimate_prompt_tokens(request.messages)
 
 
 class OracleDagModel(_ScriptedModel):

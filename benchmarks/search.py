@@ -25,12 +25,11 @@ from agentdag.tools.search_index import SearchIndex, SimulatedLatency
 from rich.table import Table
 
 from agentdag.agent import Agent
-from agentdag.messages import Usage
 from agentdag.models import Model, ModelConfig, open_model
-from agentdag.models.metered import MeteredModel
 from agentdag.planning import PlannerConfig
 from agentdag.react import ReActAgent
 from agentdag.result import RunResult
+from agentdag.usage import RunMeter
 
 from .oracle import GenerationTiming, OracleDagModel, OracleReActModel, parse_plan_calls
 from .search_data import (
@@ -150,20 +149,20 @@ async def _run_case(case: SearchCase, settings: _Settings, shared: Model | None,
     result: RunResult | None = None
     error: str | None = None
     model = shared if shared is not None else _oracle(case, settings)
-    meter = MeteredModel(model)
+    meter = RunMeter()  # kept by the case even when a timeout cuts the run off before its result
     max_steps = settings.max_steps
     if isinstance(model, OracleReActModel):
         # The ReAct oracle needs one step per gold call plus the answer, however long the gold plan is.
         max_steps = max(max_steps, len(model.calls) + 1)
     try:
         with anyio.move_on_after(timeout_s) as scope:
-            result = await _run_agent(case, settings, meter, max_steps=max_steps)
+            result = await _run_agent(case, settings, model, meter, max_steps=max_steps)
         if scope.cancelled_caught:
             error = f"timed out after {timeout_s:g} s"
     except Exception as failure:  # one case's failure is data in its row, never the end of the run
         error = f"{type(failure).__name__}: {failure}"
     wall_s = time.perf_counter() - started
-    usage = meter.usage + (result.usage.get("tools", Usage()) if result is not None else Usage())
+    usage = meter.total
     score = score_answer(result.answer, case.answer) if result is not None and result.status == "done" else 0.0
     item.update(
         correct=score == 1.0,
@@ -182,16 +181,18 @@ async def _run_case(case: SearchCase, settings: _Settings, shared: Model | None,
     return item
 
 
-async def _run_agent(case: SearchCase, settings: _Settings, model: Model, *, max_steps: int) -> RunResult:
+async def _run_agent(
+    case: SearchCase, settings: _Settings, model: Model, meter: RunMeter, *, max_steps: int
+) -> RunResult:
     tools = create_tools(case, settings.latency, corpus=settings.corpus)
     if settings.agent == "react":
         react = ReActAgent(tools=tools, model=model, max_steps=max_steps)
-        return await react.run(case.question)
+        return await react.run(case.question, meter=meter)
     # Replies are capped like the ReAct agent's (512 tokens) and one repair is allowed, so a slow local
     # model spends its case budget on work rather than on long invalid plans.
     planner = PlannerConfig(style=settings.planner_style, max_tokens=512, max_repairs=1)
     dag = Agent(tools=tools, model=model, planner=planner)
-    return await dag.run(case.question)
+    return await dag.run(case.question, meter=meter)
 
 
 def _oracle(case: SearchCase, settings: _Settings) -> OracleDagModel | OracleReActModel:

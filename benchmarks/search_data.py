@@ -399,7 +399,7 @@ def create_tools(case: SearchCase, latency: SimulatedLatency, *, corpus: SearchI
 
 
 def _fanout_search(table: Mapping[str, JsonValue], latency: SimulatedLatency) -> FunctionTool:
-    @tool(name="search")
+    @tool(name="search", read_only=True)
     async def search(query: str) -> JsonValue:
         """Look up the answer to one short factual question (one entity, one fact); returns the answer."""
         await latency.wait(f"search\x00{query}")
@@ -412,7 +412,7 @@ def _fanout_search(table: Mapping[str, JsonValue], latency: SimulatedLatency) ->
 
 
 def _hotpot_search(corpus: SearchIndex, latency: SimulatedLatency) -> FunctionTool:
-    @tool(name="search")
+    @tool(name="search", read_only=True)
     async def search(query: str) -> str:
         """Search Wikipedia: an exact article title returns that article; other text returns the best 3 matches."""
         await latency.wait(f"search\x00{query}")
@@ -430,7 +430,7 @@ def _hotpot_search(corpus: SearchIndex, latency: SimulatedLatency) -> FunctionTo
 
 
 def _scripted_search(latency: SimulatedLatency) -> FunctionTool:
-    @tool(name="search")
+    @tool(name="search", read_only=True)
     async def search(query: str) -> str:
         """Search the web for `query` and return the top result."""
         await latency.wait(f"search\x00{query}")
@@ -440,7 +440,7 @@ def _scripted_search(latency: SimulatedLatency) -> FunctionTool:
 
 
 def _scripted_math(latency: SimulatedLatency) -> FunctionTool:
-    @tool(name="math")
+    @tool(name="math", read_only=True)
     async def math(problem: str, context: list[str] | None = None) -> str:
         """Solve a math problem stated in words, using the facts in `context` (earlier results)."""
         await latency.wait(f"math\x00{problem}\x00{json.dumps(context)}")

@@ -18,7 +18,7 @@ Assumptions, stated because the results depend on them:
 * Log-probabilities: a correct sample's mean token log-probability is slightly higher than a wrong one's,
   with noise of the same size as the gap.
 
-Token counts use `count_tokens` (about four characters per token), as the strategies estimate them.
+Token counts use `estimate_tokens` (about four characters per token), as the strategies estimate them.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ import anyio.lowlevel
 
 from agentdag.messages import Completion, FinishReason, ModelRequest, ModelResponse, Usage
 from agentdag.models.base import Model
-from agentdag.models.function import count_prompt_tokens, count_tokens
 from agentdag.scaling.best_of_n import JUDGE_INSTRUCTION
 from agentdag.scaling.pdr import SUMMARY_INSTRUCTION
 from agentdag.scaling.prune import SAME_ANSWER_INSTRUCTION
+from agentdag.tokens import estimate_prompt_tokens, estimate_tokens
 
 __all__ = ["SimulatedModel", "SimulatedQuestion"]
 
@@ -114,8 +114,8 @@ class SimulatedModel(Model):
         """Reply in one piece: `settings.n` samples."""
         completions = [self._complete(request, index) for index in range(max(1, request.settings.n))]
         await anyio.lowlevel.checkpoint()
-        prompt = count_prompt_tokens(request.messages)
-        tokens = sum(count_tokens(completion.text) for completion in completions)
+        prompt = estimate_prompt_tokens(request.messages)
+        tokens = sum(estimate_tokens(completion.text) for completion in completions)
         self.generated_tokens += tokens
         self.requests += 1
         return ModelResponse(
@@ -132,13 +132,13 @@ class SimulatedModel(Model):
         sent = ""
         for position, word in enumerate(words):
             chunk = word if position == 0 else f" {word}"
-            before = count_tokens(sent)
+            before = estimate_tokens(sent)
             sent += chunk
-            self.generated_tokens += count_tokens(sent) - before
+            self.generated_tokens += estimate_tokens(sent) - before
             yield chunk
             await anyio.lowlevel.checkpoint()
-        prompt = count_prompt_tokens(request.messages)
-        usage = Usage(calls=1, prompt_tokens=prompt, completion_tokens=count_tokens(sent))
+        prompt = estimate_prompt_tokens(request.messages)
+        usage = Usage(calls=1, prompt_tokens=prompt, completion_tokens=estimate_tokens(sent))
         yield ModelResponse(completions=(completion,), usage=usage, model=self.name)
 
     # -- replies ------------------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ class SimulatedModel(Model):
         else:
             text = self._solve(prompt, question, rng)
         finish: FinishReason = "stop"
-        if settings.max_tokens is not None and count_tokens(text) > settings.max_tokens:
+        if settings.max_tokens is not None and estimate_tokens(text) > settings.max_tokens:
             text, finish = text[: 4 * settings.max_tokens], "length"
         logprobs = self._logprobs(text, question, rng) if settings.logprobs else None
         return Completion(text=text, finish_reason=finish, logprobs=logprobs)
@@ -229,7 +229,7 @@ class SimulatedModel(Model):
         found = _ANSWER_IS.findall(text)
         right = question is not None and bool(found) and found[-1] == question.answer
         mean = (-0.78 if right else -0.82) + rng.gauss(0, 0.1)
-        return tuple(min(0.0, mean + rng.gauss(0, 0.3)) for _ in range(count_tokens(text)))
+        return tuple(min(0.0, mean + rng.gauss(0, 0.3)) for _ in range(estimate_tokens(text)))
 
 
 def _answer_vocabulary(question: str, answer: str) -> list[str]:

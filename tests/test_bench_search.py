@@ -221,7 +221,7 @@ async def test_oracle_streams_the_plan_token_by_token_and_stops_like_a_server() 
         "answer": '["a"]',
         "reason": "",
     }
-    assert oracle.usage.calls == 2
+    assert joiner.usage.calls == 1
 
 
 @pytest.mark.asyncio

@@ -4,7 +4,7 @@ import pytest
 
 from agentdag.messages import Message, ModelRequest, ModelResponse, ModelSettings, Usage
 from agentdag.models import FunctionModel
-from agentdag.models.function import count_tokens
+from agentdag.tokens import estimate_tokens
 
 
 def request(text: str, **settings: object) -> ModelRequest:
@@ -17,8 +17,8 @@ async def test_a_plain_function_decides_the_reply_and_usage_is_counted() -> None
     response = await model.request(request("hello there", n=2))
     assert [completion.text for completion in response.completions] == ["HELLO THERE", "HELLO THERE"]
     assert response.usage.calls == 1
-    assert response.usage.prompt_tokens == count_tokens("hello there")
-    assert response.usage.completion_tokens == 2 * count_tokens("HELLO THERE")
+    assert response.usage.prompt_tokens == estimate_tokens("hello there")
+    assert response.usage.completion_tokens == 2 * estimate_tokens("HELLO THERE")
     assert model.requests[0].settings.n == 2
 
 

@@ -86,7 +86,6 @@ async def test_maps_a_reply_and_records_usage() -> None:
     assert response.model == "test-model"
     assert (response.usage.calls, response.usage.prompt_tokens, response.usage.completion_tokens) == (1, 7, 3)
     assert response.usage.latency_s > 0
-    assert model.usage.completion_tokens == 3
 
 
 async def test_sends_sampling_settings_in_the_request_body() -> None:
@@ -330,7 +329,6 @@ async def test_streams_chunks_then_the_whole_response() -> None:
     assert (final.usage.calls, final.usage.prompt_tokens, final.usage.completion_tokens) == (1, 5, 3)
     assert recorder.bodies[0]["stream"] is True
     assert recorder.bodies[0]["stream_options"] == {"include_usage": True}
-    assert model.usage.completion_tokens == 3
 
 
 async def test_a_stream_without_usage_gets_an_estimate() -> None:

@@ -15,9 +15,9 @@ from agentdag.schemas import JOINER_SCHEMA, create_plan_schema, parse_decision
 LOOKUPS: list[str] = []
 
 
-@tool
+@tool(read_only=True)
 async def search(query: str) -> dict[str, object]:
-    """Look a query up."""
+    """Look a query up (it changes nothing, so a repeated lookup may reuse the first one's output)."""
     LOOKUPS.append(query)
     return {"query": query, "hits": [f"{query} result"], "length": len(query)}
 

@@ -6,9 +6,9 @@ import pytest
 
 from agentdag.messages import Completion, Message, ModelRequest
 from agentdag.models import FunctionModel
-from agentdag.models.function import count_tokens
 from agentdag.scaling import Budget, Ledger, ParallelDistillRefine, ScaledResponse, bound_tokens, create_answer_rule
 from agentdag.scaling.pdr import REFINE_INSTRUCTION, SUMMARY_INSTRUCTION, DistillOperator, rank_drafts
+from agentdag.tokens import estimate_tokens
 
 QUESTION = ModelRequest(messages=(Message(role="user", content="What is 6 * 7?"),))
 LONG = "reasoning " * 300
@@ -48,7 +48,7 @@ async def test_pdr_runs_its_schedule_and_keeps_the_workspace_bounded(distill: Di
     assert [workspace_of(r) is None for r in drafts] == [True] * 4 + [False] * 3
     for request in drafts[4:]:
         workspace = workspace_of(request)
-        assert workspace is not None and 0 < count_tokens(workspace) <= 100
+        assert workspace is not None and 0 < estimate_tokens(workspace) <= 100
         assert REFINE_INSTRUCTION in request.messages[-1].content
     # B_seq: one draft per round (plus summaries) on the critical path; B_total counts every call.
     assert response.report.tokens_seq < response.report.tokens_total
@@ -74,7 +74,7 @@ def test_rank_drafts_puts_the_majority_first_and_unanswered_last() -> None:
 def test_bound_tokens_keeps_the_end() -> None:
     text = "start " + "x" * 1000 + " The answer is 9."
     bounded = bound_tokens(text, 20)
-    assert count_tokens(bounded) <= 20
+    assert estimate_tokens(bounded) <= 20
     assert bounded.endswith("The answer is 9.")
     assert bound_tokens("short", 20) == "short"
 

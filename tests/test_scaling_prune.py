@@ -9,7 +9,6 @@ from agentdag.benchmarks.simulated import SimulatedModel
 
 from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings, Usage
 from agentdag.models.base import Model
-from agentdag.models.function import count_tokens
 from agentdag.scaling import (
     BestOfN,
     Budget,
@@ -20,6 +19,7 @@ from agentdag.scaling import (
     ScaledResponse,
     TraceJudge,
 )
+from agentdag.tokens import estimate_tokens
 
 QUESTION = ModelRequest(messages=(Message(role="user", content="What is 6 * 7?"),))
 
@@ -38,8 +38,8 @@ class WordStream(Model):
     async def request(self, request: ModelRequest) -> ModelResponse:
         text = self.traces[self.calls % len(self.traces)]
         self.calls += 1
-        self.generated += count_tokens(text)
-        usage = Usage(calls=1, completion_tokens=count_tokens(text))
+        self.generated += estimate_tokens(text)
+        usage = Usage(calls=1, completion_tokens=estimate_tokens(text))
         return ModelResponse(completions=(Completion(text=text),), usage=usage, model=self.name)
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
@@ -51,7 +51,7 @@ class WordStream(Model):
         try:
             for index, word in enumerate(words):
                 chunk = word if index == 0 else " " + word
-                self.generated += count_tokens(sent + chunk) - count_tokens(sent)
+                self.generated += estimate_tokens(sent + chunk) - estimate_tokens(sent)
                 sent += chunk
                 yield chunk
                 await anyio.lowlevel.checkpoint()
@@ -59,7 +59,7 @@ class WordStream(Model):
         finally:
             if not finished:
                 self.closed_early += 1
-        usage = Usage(calls=1, completion_tokens=count_tokens(text))
+        usage = Usage(calls=1, completion_tokens=estimate_tokens(text))
         yield ModelResponse(completions=(Completion(text=text),), usage=usage, model=self.name)
 
 
@@ -78,7 +78,7 @@ async def test_prune_stops_redundant_traces_and_their_streams() -> None:
     assert response.report.pruned == 3
     assert model.closed_early == 3
     assert response.report.answer == "42"  # the alpha cluster has three votes
-    full = sum(count_tokens(text) for text in traces)
+    full = sum(estimate_tokens(text) for text in traces)
     assert model.generated < full * 0.6  # pruned streams generated only their prefixes
     assert response.report.completion_tokens == model.generated
     assert response.report.stopped == "rule"
@@ -91,7 +91,7 @@ async def test_prune_keeps_every_trace_when_none_is_redundant() -> None:
     response = await Prune(model, n=4, prefix_tokens=20, judge=LexicalJudge(threshold=0.8)).request(QUESTION)
     assert isinstance(response, ScaledResponse)
     assert response.report.pruned == 0 and model.closed_early == 0
-    assert model.generated == sum(count_tokens(text) for text in traces)
+    assert model.generated == sum(estimate_tokens(text) for text in traces)
 
 
 class AlwaysSame(TraceJudge):

@@ -56,8 +56,8 @@ async def test_in_process_server_tools_are_listed_with_schemas_and_annotations()
         tools = {tool.name: tool for tool in toolset.tools}
         assert {"pid", "crash_once_read", "slow", "fail", "record"} <= set(tools)
         assert tools["record"].input_schema["properties"]["year"]["type"] == "integer"
-        assert tools["crash_once_read"].read_only
-        assert not tools["crash_once_write"].idempotent
+        assert tools["crash_once_read"].policy.read_only
+        assert not tools["crash_once_write"].policy.idempotent
         assert await tools["record"].call({"title": "Dune", "year": 1965}) == {
             "title": "Dune",
             "year": 1965,

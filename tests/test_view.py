@@ -5,14 +5,14 @@ from rich.console import Console
 
 from agentdag.agent import Agent
 from agentdag.events import NodeError, NodeEvent, RunEvent
-from agentdag.messages import Message, ModelRequest, Usage
+from agentdag.messages import Usage
 from agentdag.models.function import FunctionModel
-from agentdag.models.metered import MeteredModel
 from agentdag.plan import Node
 from agentdag.summary import NodeSummary, RunSummary, critical_path, format_seconds, summarize
 from agentdag.toolsets.function import tool
 from agentdag.toolsets.model import ModelTool
 from agentdag.trace import result_to_json
+from agentdag.usage import RunMeter
 from agentdag.view import RunView, render_summary
 
 
@@ -64,7 +64,7 @@ def test_the_view_follows_events_and_renders_them() -> None:
     view(NodeEvent("failed", 2, "search", 0.9, 2, 0.7, NodeError("tool_error", "boom")))
     view(NodeEvent("skipped", 3, "calc", 0.9, 0, None, NodeError("dependency_failed", "node 2 failed", cause=2)))
     view(RunEvent("joining", 1.0, 0))
-    view.count_model_usage(Usage(calls=1, prompt_tokens=10, completion_tokens=5))
+    view.count_usage("joiner", Usage(calls=1, prompt_tokens=10, completion_tokens=5))
     assert view.tokens == {"planner": 0, "joiner": 15, "tools": 0}
     assert {node_id: row.status for node_id, row in view.rows.items()} == {1: "done", 2: "failed", 3: "skipped"}
     assert view.steps == [("planning", 0.01), ("joining", 1.0)]
@@ -82,7 +82,7 @@ def test_the_view_follows_events_and_renders_them() -> None:
 async def test_tokens_of_the_llm_tool_are_counted_per_node() -> None:
     view = RunView()
     model = FunctionModel(lambda request: "four words of reply")
-    llm = ModelTool(MeteredModel(model, view.count_tool_usage))
+    llm = ModelTool(model)
 
     @tool
     def add(a: int, b: int) -> int:
@@ -95,7 +95,8 @@ async def test_tokens_of_the_llm_tool_are_counted_per_node() -> None:
             Node(id=1, tool="llm", arguments={"prompt": "say something"}),
             Node(id=2, tool="add", arguments={"a": 1, "b": 2}),
             Node(id=3, tool="llm", arguments={"prompt": "say something longer, please, at length"}),
-        ]
+        ],
+        meter=RunMeter(listeners=(view.count_usage,)),
     )
     assert result.status == "done"
     tokens = view.node_tokens
@@ -104,21 +105,6 @@ async def test_tokens_of_the_llm_tool_are_counted_per_node() -> None:
     assert view.tokens["tools"] == tokens[1] + tokens[3]
     summary = summarize(result_to_json(result, node_tokens=tokens))
     assert [item.tokens for item in summary.nodes] == [tokens[1], None, tokens[3]]
-
-
-@pytest.mark.asyncio
-async def test_the_metered_model_reports_streams_too() -> None:
-    seen: list[Usage] = []
-    model = MeteredModel(FunctionModel(lambda request: "streamed reply"), seen.append)
-    chunks = [chunk async for chunk in model.stream(ModelRequest(messages=(Message("user", "hi"),)))]
-    assert "".join(chunk for chunk in chunks if isinstance(chunk, str)) == "streamed reply"
-    assert len(seen) == 1
-    assert seen[0].completion_tokens > 0
-    stream = model.stream(ModelRequest(messages=(Message("user", "hi"),)))
-    assert await anext(stream) == "streamed"  # the planner stops reading early: usage is estimated
-    await stream.aclose()
-    assert len(seen) == 2
-    assert seen[1].completion_tokens == 2
 
 
 def test_the_summary_names_answer_times_tokens_and_failures() -> None:
@@ -169,7 +155,7 @@ def test_long_outputs_are_cut_to_the_line() -> None:
 def test_the_view_works_outside_an_event_loop() -> None:
     view = RunView()
     view(NodeEvent("started", 1, "t", 0.0, 1))
-    view.count_tool_usage(Usage(calls=1, prompt_tokens=1, completion_tokens=1))
+    view.count_usage("tools", Usage(calls=1, prompt_tokens=1, completion_tokens=1))
     assert view.tokens["tools"] == 2
 
 

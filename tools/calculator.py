@@ -102,7 +102,7 @@ def _checked(value: Any) -> Any:
     return value
 
 
-@tool
+@tool(read_only=True)
 def calculate(expression: str) -> int | float:
     """Evaluate an arithmetic expression such as "(3 + 4) * 2 / sqrt(16)"."""
     return evaluate(expression)

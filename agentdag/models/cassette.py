@@ -25,7 +25,7 @@ from agentdag.errors import AgentdagError
 from agentdag.hashing import canonical_hash
 from agentdag.messages import Completion, ModelRequest, ModelResponse, Usage
 from agentdag.models.base import Model
-from agentdag.models.function import count_prompt_tokens, count_tokens
+from agentdag.tokens import estimate_prompt_tokens, estimate_tokens
 
 __all__ = ["CassetteError", "CassetteMissError", "CassetteModel", "request_key"]
 
@@ -227,6 +227,8 @@ def _response_from_chunks(request: ModelRequest, entry: _Entry, name: str) -> Mo
     text = "".join(entry.chunks or [])
     return ModelResponse(
         completions=(Completion(text=text, finish_reason="length"),),
-        usage=Usage(calls=1, prompt_tokens=count_prompt_tokens(request.messages), completion_tokens=count_tokens(text)),
+        usage=Usage(
+            calls=1, prompt_tokens=estimate_prompt_tokens(request.messages), completion_tokens=estimate_tokens(text)
+        ),
         model=name,
     )

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
-from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, Usage
+from agentdag.messages import Completion, ModelRequest, ModelResponse, Usage
 from agentdag.models.base import Model
+from agentdag.tokens import estimate_prompt_tokens, estimate_tokens
 
-__all__ = ["FunctionModel", "count_prompt_tokens", "count_tokens"]
+__all__ = ["FunctionModel"]
 
 Reply = str | ModelResponse
 ReplyFunction = Callable[[ModelRequest], Reply | Awaitable[Reply]]
-
-
-def count_tokens(text: str) -> int:
-    """Approximate a token count for scripted models: about four characters per token."""
-    return max(1, (len(text) + 3) // 4) if text else 0
-
-
-def count_prompt_tokens(messages: Iterable[Message]) -> int:
-    """Approximate the prompt tokens of chat messages with `count_tokens`, for backends that report none."""
-    return sum(count_tokens(message.content) for message in messages)
 
 
 class FunctionModel(Model):
@@ -30,7 +21,7 @@ class FunctionModel(Model):
 
     The function may be sync or async and returns either the reply text or a full `ModelResponse`. When it
     returns text, every one of the `settings.n` completions is that text and usage is estimated with
-    `count_tokens`. `chunk_size` sets how many characters each streamed chunk carries.
+    `estimate_tokens`. `chunk_size` sets how many characters each streamed chunk carries.
     """
 
     def __init__(self, function: ReplyFunction, *, name: str = "function", chunk_size: int = 8) -> None:
@@ -48,14 +39,14 @@ class FunctionModel(Model):
             reply = await reply
         if isinstance(reply, ModelResponse):
             return reply
-        prompt_tokens = count_prompt_tokens(request.messages)
+        prompt_tokens = estimate_prompt_tokens(request.messages)
         n = request.settings.n
         return ModelResponse(
             completions=tuple(Completion(text=reply) for _ in range(n)),
             usage=Usage(
                 calls=1,
                 prompt_tokens=prompt_tokens,
-                completion_tokens=count_tokens(reply) * n,
+                completion_tokens=estimate_tokens(reply) * n,
                 latency_s=time.perf_counter() - started,
             ),
             model=self.name,

@@ -35,7 +35,7 @@ from agentdag.models._wire import (
     to_message_param,
 )
 from agentdag.models.base import Model
-from agentdag.models.function import count_prompt_tokens, count_tokens
+from agentdag.tokens import estimate_prompt_tokens, estimate_tokens
 
 __all__ = ["OpenAIModel"]
 
@@ -101,12 +101,6 @@ class OpenAIModel(Model):
             http_client=httpx2.AsyncClient(transport=transport, timeout=timeout),
         )
         self._native_n = True
-        self._usage = Usage()
-
-    @property
-    def usage(self) -> Usage:
-        """Token usage and latency summed over every call this model has made, streams included."""
-        return self._usage
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -149,7 +143,6 @@ class OpenAIModel(Model):
             completion_tokens=sum(draw.completion_tokens for draw in draws),
             latency_s=time.perf_counter() - started,
         )
-        self._usage += usage
         return ModelResponse(completions=completions, usage=usage, model=self.name)
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
@@ -193,14 +186,13 @@ class OpenAIModel(Model):
         if settings.json_schema is not None and finish_reason is not None and completion.finish_reason == "stop":
             self._check_schema(completion.text, settings.json_schema)
         if usage is None:  # the server ignored include_usage: estimate, so budgets still count
-            usage = (count_prompt_tokens(request.messages), count_tokens(completion.text))
+            usage = (estimate_prompt_tokens(request.messages), estimate_tokens(completion.text))
         stream_usage = Usage(
             calls=1,
             prompt_tokens=usage[0],
             completion_tokens=usage[1],
             latency_s=time.perf_counter() - started,
         )
-        self._usage += stream_usage
         yield ModelResponse(completions=(completion,), usage=stream_usage, model=self.name)
 
     async def _open_stream(self, request: ModelRequest) -> openai.AsyncStream[ChatCompletionChunk]:
@@ -284,8 +276,8 @@ class OpenAIModel(Model):
         return _Draw(
             completions=tuple(completions),
             # Servers that omit usage get an estimate rather than a zero, so budgets still count.
-            prompt_tokens=usage.prompt_tokens if usage else count_prompt_tokens(request.messages),
-            completion_tokens=usage.completion_tokens if usage else count_tokens(text),
+            prompt_tokens=usage.prompt_tokens if usage else estimate_prompt_tokens(request.messages),
+            completion_tokens=usage.completion_tokens if usage else estimate_tokens(text),
         )
 
     def _check_schema(self, text: str, schema: dict[str, Any]) -> None:

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
+from agentdag.scaling.reading import current_plan_reading, extract_plan
+from agentdag.schemas import parse_decision
+
 __all__ = [
     "AnswerKind",
     "AnswerRule",
@@ -34,7 +37,7 @@ __all__ = [
     "vote",
 ]
 
-AnswerKind = Literal["auto", "number", "boxed", "text"]
+AnswerKind = Literal["auto", "number", "boxed", "text", "plan"]
 Extract = Callable[[str], str | None]
 Equivalent = Callable[[str, str], bool]
 
@@ -44,6 +47,7 @@ _NUMBER = re.compile(rf"-?\d[\d,]*(?:\.\d+)?{_EXPONENT}(?:/\d+)?|-?\.\d+{_EXPONE
 _LONG_EXPONENT = re.compile(r"[eE][-+]?0*\d{4}")
 _ANSWER_MARK = re.compile(r"(?:final answer|answer)\s*(?:is|:|=)\s*", re.IGNORECASE)
 _WORD = re.compile(r"\w+")
+_PLAN_START = re.compile(r'\s*\{\s*"(?:thought|nodes)"')
 
 
 def extract_boxed(text: str) -> str | None:
@@ -185,7 +189,19 @@ class AnswerRule:
 
 
 def _extract_auto(text: str) -> str | None:
+    """A plan's key for plans, a decision's answer for joiner decisions, else a number or normalised text."""
+    if current_plan_reading() is not None or _PLAN_START.match(text):
+        plan = extract_plan(text)
+        if plan is not None:
+            return plan
+    decision = parse_decision(text) if text.lstrip().startswith("{") else None
+    if decision is not None:
+        text = decision.answer
     return extract_number(text) or extract_text(text)
+
+
+def _same(first: str, second: str) -> bool:
+    return first == second
 
 
 def create_answer_rule(kind: AnswerKind = "auto", *, similarity: float | None = None) -> AnswerRule:
@@ -193,7 +209,9 @@ def create_answer_rule(kind: AnswerKind = "auto", *, similarity: float | None = 
 
     Args:
         kind: "number" (numerically equal), "boxed" (`\boxed{}` contents, numbers compared as numbers), "text"
-            (normalised strings), "auto" (a number if the reply has one, else normalised text).
+            (normalised strings), "plan" (plans, equal when they make the same calls: see `extract_plan`),
+            "auto" (a plan for plans, the answer field for joiner decisions, else a number if the reply has
+            one, else normalised text).
         similarity: when set, answers also count as equivalent when their character 3-gram cosine reaches it
             (semantic clusters of free-text answers).
     """
@@ -202,8 +220,9 @@ def create_answer_rule(kind: AnswerKind = "auto", *, similarity: float | None = 
         "number": extract_number,
         "boxed": extract_boxed,
         "text": extract_text,
+        "plan": extract_plan,
     }
-    base = same_text if kind == "text" else same_number
+    base = same_text if kind == "text" else _same if kind == "plan" else same_number
     if similarity is None:
         return AnswerRule(extract=extractors[kind], equivalent=base)
     threshold = similarity

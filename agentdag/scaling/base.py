@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from abc import abstractmethod
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -16,7 +16,11 @@ from agentdag.models.base import Model, WrapperModel
 from agentdag.scaling.answers import AnswerRule, vote
 from agentdag.scaling.budget import Budget, Ledger, ScaledResponse, ScalingReport, report_of
 
-__all__ = ["Outcome", "ScalingModel", "Single", "replace_last_user"]
+__all__ = ["Outcome", "SampleCallback", "ScalingModel", "Single", "replace_last_user"]
+
+SampleCallback = Callable[[int, ModelResponse], None]
+"""Called with a sample's index and its response as soon as it arrives (see `ScalingModel.draw`)."""
+Solve = Callable[[ModelRequest, Ledger], Awaitable["Outcome"]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,10 +118,10 @@ class ScalingModel(WrapperModel):
         yield response.text
         yield response
 
-    async def _run(self, request: ModelRequest) -> ScaledResponse:
+    async def _run(self, request: ModelRequest, solve: Solve | None = None) -> ScaledResponse:
         started = time.perf_counter()
         ledger = Ledger(self.budget)
-        outcome = await self.solve(request, ledger)
+        outcome = await (solve or self.solve)(request, ledger)
         wall_s = time.perf_counter() - started
         usage = dataclasses.replace(ledger.usage, latency_s=wall_s)
         report = ScalingReport(
@@ -147,12 +151,18 @@ class ScalingModel(WrapperModel):
         )
 
     async def draw(
-        self, requests: Sequence[ModelRequest], ledger: Ledger, *, stage: bool = True
+        self,
+        requests: Sequence[ModelRequest],
+        ledger: Ledger,
+        *,
+        stage: bool = True,
+        on_sample: SampleCallback | None = None,
     ) -> list[ModelResponse]:
         """Send one sample per request concurrently within the budget; the successes, in request order.
 
         Samples the budget cannot afford are not sent. With `stage`, the draw is one stage of B_seq (its
-        longest sample) and its samples count in `ledger.samples`.
+        longest sample) and its samples count in `ledger.samples`. `on_sample` sees each success as it
+        arrives, with its request's index.
 
         Raises:
             ModelError: every sample failed (the first error).
@@ -163,9 +173,12 @@ class ScalingModel(WrapperModel):
         async def draw_one(index: int) -> None:
             request = self.sample_request(requests[index], ledger.started)
             try:
-                results[index] = await ledger.call(self.wrapped, request, share=len(requests) - index)
+                results[index] = response = await ledger.call(self.wrapped, request, share=len(requests) - index)
             except ModelError as error:
                 errors.append(error)
+                return
+            if response is not None and on_sample is not None:
+                on_sample(index, response)
 
         async with anyio.create_task_group() as group:
             for index in range(len(requests)):

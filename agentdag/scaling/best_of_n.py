@@ -13,14 +13,17 @@ import inspect
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
-from agentdag.messages import Completion, Message, ModelRequest, ModelSettings
+import anyio
+
+from agentdag.errors import ModelError
+from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings
 from agentdag.models.base import Model
 from agentdag.scaling.answers import AnswerRule, vote
 from agentdag.scaling.base import Outcome, ScalingModel
-from agentdag.scaling.budget import Budget, Ledger
+from agentdag.scaling.budget import Budget, Ledger, ScaledResponse
 
 __all__ = [
     "JUDGE_INSTRUCTION",
@@ -70,6 +73,14 @@ class Selector(ABC):
     async def select(self, candidates: Candidates, ledger: Ledger, model: Model) -> int:
         """The index of the chosen candidate; `model` is the strategy's wrapped model, for selectors that ask."""
 
+    def decide(self, candidates: Candidates, remaining: int) -> int | None:
+        """The candidate that will be chosen whatever the `remaining` samples say, or None if it is not certain.
+
+        By default a selector decides only once every sample is in.
+        """
+        del candidates, remaining
+        return None
+
 
 class MajorityVote(Selector):
     """The sample whose answer most samples share (ties: the answer seen first)."""
@@ -77,6 +88,13 @@ class MajorityVote(Selector):
     async def select(self, candidates: Candidates, ledger: Ledger, model: Model) -> int:
         """Vote over the extracted answers."""
         return vote(candidates.answers, candidates.rule.equivalent).winner
+
+    def decide(self, candidates: Candidates, remaining: int) -> int | None:
+        """The leading answer's sample once no other answer can catch up with the samples still to come."""
+        result = vote(candidates.answers, candidates.rule.equivalent)
+        if result.answer is not None and result.top > result.runner_up + remaining:
+            return result.winner
+        return None
 
 
 class LogprobSelect(Selector):
@@ -156,6 +174,11 @@ class JudgeSelect(Selector):
 class BestOfN(ScalingModel):
     """Draw `n` samples in parallel and return the one the selector picks.
 
+    Streamed (`stream`), the chosen reply is yielded the moment the selector's choice is certain: for a
+    majority vote, once no other answer can catch up with the samples still running, which may be before
+    the last one ends. The samples still running then finish (they are paid for and counted), and the
+    final response, with the whole report, follows.
+
     Args:
         wrapped: the model sampled.
         n: samples to draw.
@@ -185,17 +208,76 @@ class BestOfN(ScalingModel):
 
     async def solve(self, request: ModelRequest, ledger: Ledger) -> Outcome:
         """Draw the samples, then select."""
+        return await self._solve(request, ledger, None)
+
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
+        """Yield the chosen reply as soon as the choice is certain, then the response once every sample ended."""
+        if request.settings.n != 1:
+            async for chunk in super().stream(request):
+                yield chunk
+            return
+        chosen: list[Completion] = []
+        finished: list[ScaledResponse] = []
+        failed: list[ModelError] = []
+        decided = anyio.Event()
+
+        def announce(completion: Completion) -> None:
+            chosen.append(completion)
+            decided.set()
+
+        async def run() -> None:
+            try:
+                finished.append(await self._run(request, lambda item, ledger: self._solve(item, ledger, announce)))
+            except ModelError as error:
+                failed.append(error)
+            decided.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(run)
+            await decided.wait()
+            if chosen:
+                yield chosen[0].text  # the samples still running go on while the caller uses the reply
+        if failed:
+            raise failed[0]
+        if not chosen:
+            yield finished[0].text
+        yield finished[0]
+
+    async def _solve(
+        self, request: ModelRequest, ledger: Ledger, announce: Callable[[Completion], None] | None
+    ) -> Outcome:
         if getattr(self.selector, "wants_logprobs", False):
             request = dataclasses.replace(request, settings=dataclasses.replace(request.settings, logprobs=True))
-        drawn = await self.draw([request] * self.n, ledger)
+        arrived: dict[int, Completion] = {}
+        decided: list[int] = []
+
+        def on_sample(index: int, response: ModelResponse) -> None:
+            arrived[index] = response.completions[0]
+            if announce is None or decided:
+                return
+            order = sorted(arrived)
+            chosen = self.selector.decide(self._candidates(request, [arrived[i] for i in order]), self.n - len(order))
+            if chosen is not None:
+                decided.append(order[chosen])
+                announce(arrived[order[chosen]])
+
+        drawn = await self.draw([request] * self.n, ledger, on_sample=on_sample)
         if not drawn:
             raise self.budget_error()
-        completions = tuple(response.completions[0] for response in drawn)
-        answers = tuple(self.answers.extract(completion.text) for completion in completions)
-        candidates = Candidates(request=request, completions=completions, answers=answers, rule=self.answers)
-        chosen = await self.selector.select(candidates, ledger, self.wrapped)
+        order = sorted(arrived)
+        candidates = self._candidates(request, [arrived[index] for index in order])
+        if decided:
+            chosen = order.index(decided[0])
+        else:
+            chosen = await self.selector.select(candidates, ledger, self.wrapped)
+            if announce is not None:
+                announce(candidates.completions[chosen])
         stopped = "budget" if len(drawn) < self.n else "done"
-        return Outcome(completion=completions[chosen], answer=answers[chosen], stopped=stopped)
+        return Outcome(completion=candidates.completions[chosen], answer=candidates.answers[chosen], stopped=stopped)
+
+    def _candidates(self, request: ModelRequest, completions: list[Completion]) -> Candidates:
+        answers = tuple(self.answers.extract(completion.text) for completion in completions)
+        return Candidates(request=request, completions=tuple(completions), answers=answers, rule=self.answers)
 
 
 def import_verifier(path: str) -> Verifier:

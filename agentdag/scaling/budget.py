@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from agentdag.messages import ModelRequest, ModelResponse, Usage
 from agentdag.models.base import Model
-from agentdag.models.function import count_prompt_tokens
+from agentdag.tokens import estimate_prompt_tokens
 
 __all__ = ["Budget", "Ledger", "Reservation", "ScaledResponse", "ScalingReport", "report_of"]
 
@@ -147,7 +147,7 @@ class Ledger:
         if room is None:
             self._held_calls += 1
             return Reservation(request=request, tokens=0, calls=1)
-        prompt = count_prompt_tokens(request.messages)
+        prompt = estimate_prompt_tokens(request.messages)
         allowed = room // max(1, share) - prompt
         if allowed < _MIN_COMPLETION_TOKENS:
             return None

@@ -6,7 +6,7 @@ A config names its strategy in `strategy:` (a discriminated union); a list of co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
@@ -26,6 +26,7 @@ from agentdag.scaling.best_of_n import (
 from agentdag.scaling.budget import Budget
 from agentdag.scaling.consistency import SelfConsistency
 from agentdag.scaling.pdr import ParallelDistillRefine
+from agentdag.scaling.plans import StructureSelect
 from agentdag.scaling.prune import LexicalJudge, ModelJudge, Prune, TraceJudge
 from agentdag.scaling.termination import AdaptiveTermination
 
@@ -43,9 +44,23 @@ __all__ = [
 
 
 class _StrategyConfig(BaseModel):
-    """Settings every strategy shares."""
+    """Settings every strategy shares.
+
+    A key that the chosen rule, judge or operator would ignore is refused rather than read and dropped:
+    `_unused` names such keys with the setting they need.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def _unused(self) -> Mapping[str, str]:
+        return {}
+
+    @model_validator(mode="after")
+    def _refuse_unused(self) -> _StrategyConfig:
+        for key, needs in self._unused().items():
+            if key in self.model_fields_set:
+                raise ValueError(f"`{key}` has no effect here: it applies only with {needs}; remove it")
+        return self
 
     answer: AnswerKind = Field(
         default="auto", description="How answers are extracted: auto, number, boxed (\\boxed{}) or text."
@@ -72,9 +87,15 @@ class BestOfNConfig(_StrategyConfig):
 
     strategy: Literal["best_of_n"] = "best_of_n"
     n: int = Field(default=8, ge=1, le=256)
-    selector: Literal["majority", "judge", "verifier", "logprob"] = "majority"
+    selector: Literal["majority", "judge", "verifier", "logprob", "structure"] = Field(
+        default="majority",
+        description="majority (vote), judge (GenSelect), verifier, logprob, or structure (plans: the planner only).",
+    )
     verifier: str | None = Field(default=None, description="For selector verifier: `package.module:function`.")
     judge_max_tokens: int = Field(default=64, ge=1)
+
+    def _unused(self) -> Mapping[str, str]:
+        return {} if self.selector == "judge" else {"judge_max_tokens": "selector: judge"}
 
     @model_validator(mode="after")
     def _check_verifier(self) -> BestOfNConfig:
@@ -93,6 +114,11 @@ class SelfConsistencyConfig(_StrategyConfig):
     window: int = Field(default=5, ge=1)
     batch: int = Field(default=1, ge=1)
 
+    def _unused(self) -> Mapping[str, str]:
+        if self.rule == "window":
+            return {"batch": "rule: beta", "threshold": "rule: beta"}
+        return {"window": "rule: window"}
+
 
 class PDRConfig(_StrategyConfig):
     """Parallel-Distill-Refine; `rounds: [1, 1, 1]` is Sequential Refinement."""
@@ -103,6 +129,12 @@ class PDRConfig(_StrategyConfig):
     top_k: int = Field(default=2, ge=1)
     workspace_tokens: int = Field(default=512, ge=16)
     seed: int = 0
+
+    def _unused(self) -> Mapping[str, str]:
+        unused = {} if self.distill == "random_k" else {"seed": "distill: random_k"}
+        if self.distill == "summary":
+            unused["top_k"] = "distill: shared_top_k, per_sample_top_k or random_k"
+        return unused
 
     @model_validator(mode="after")
     def _check_rounds(self) -> PDRConfig:
@@ -121,6 +153,9 @@ class PruneConfig(_StrategyConfig):
     measure: Literal["jaccard", "ngram"] = Field(default="jaccard", description="The lexical judge's similarity.")
     judge_threshold: float = Field(default=0.5, ge=0, le=1, description="The lexical judge's similarity cut.")
 
+    def _unused(self) -> Mapping[str, str]:
+        return {"judge_threshold": "judge: lexical", "measure": "judge: lexical"} if self.judge == "model" else {}
+
 
 class AdaptiveTerminationConfig(_StrategyConfig):
     """SEAT-style rounds stopped by semantic entropy."""
@@ -132,6 +167,9 @@ class AdaptiveTerminationConfig(_StrategyConfig):
     threshold: float | None = Field(default=None, ge=0, description="For rule threshold: the entropy cut, nats.")
     stop_at_zero: bool = True
     context_tokens: int = Field(default=512, ge=16)
+
+    def _unused(self) -> Mapping[str, str]:
+        return {"threshold": "rule: threshold"} if self.rule == "secretary" else {}
 
     @model_validator(mode="after")
     def _check_threshold(self) -> AdaptiveTerminationConfig:
@@ -247,6 +285,8 @@ def _selector(config: BestOfNConfig) -> Selector:
         return JudgeSelect(max_tokens=config.judge_max_tokens)
     if config.selector == "logprob":
         return LogprobSelect()
+    if config.selector == "structure":
+        return StructureSelect()
     if config.selector == "verifier":
         assert config.verifier is not None
         return VerifierSelect(import_verifier(config.verifier))

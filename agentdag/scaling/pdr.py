@@ -5,7 +5,7 @@ round's drafts; the last round draws one draft, the reply. Distill operators: "s
 agreements, contradictions, derived facts and open sub-goals), "shared_top_k" (the k drafts whose answers most
 drafts share, the same for every next draft), "per_sample_top_k" (each next draft gets its own k, rotating
 through the ranking) and "random_k". Every workspace holds at most `workspace_tokens` tokens (as
-`count_tokens` counts them).
+`estimate_tokens` counts them).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Literal
 
 from agentdag.messages import Completion, Message, ModelRequest, ModelSettings
 from agentdag.models.base import Model
-from agentdag.models.function import count_tokens
 from agentdag.scaling.answers import AnswerRule, cluster_answers
 from agentdag.scaling.base import Outcome, ScalingModel, replace_last_user
 from agentdag.scaling.budget import Budget, Ledger
+from agentdag.tokens import estimate_tokens
 
 __all__ = [
     "REFINE_INSTRUCTION",
@@ -45,8 +45,8 @@ REFINE_INSTRUCTION = (
 
 
 def bound_tokens(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` tokens (as `count_tokens` counts), keeping its end, where answers are."""
-    if count_tokens(text) <= limit:
+    """`text` cut to at most `limit` tokens (as `estimate_tokens` counts), keeping its end, where answers are."""
+    if estimate_tokens(text) <= limit:
         return text
     if limit <= 0:
         return ""

@@ -22,10 +22,10 @@ import anyio
 from agentdag.errors import ModelError
 from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings, Usage
 from agentdag.models.base import Model
-from agentdag.models.function import count_prompt_tokens, count_tokens
 from agentdag.scaling.answers import AnswerRule, jaccard_similarity, ngram_cosine, vote
 from agentdag.scaling.base import Outcome, ScalingModel
 from agentdag.scaling.budget import Budget, Ledger
+from agentdag.tokens import CHARS_PER_TOKEN, estimate_prompt_tokens, estimate_tokens
 
 __all__ = ["SAME_ANSWER_INSTRUCTION", "LexicalJudge", "ModelJudge", "Prune", "TraceJudge"]
 
@@ -179,7 +179,7 @@ class Prune(ScalingModel):
             return
         ledger.started += 1
         trace.sent = True
-        prefix_chars = 4 * self.prefix_tokens  # count_tokens: about four characters per token
+        prefix_chars = CHARS_PER_TOKEN * self.prefix_tokens
         parts: list[str] = []
         length = 0
         final: ModelResponse | None = None
@@ -199,11 +199,11 @@ class Prune(ScalingModel):
                             break  # leaving the block closes the stream: the backend stops generating
         finally:
             trace.text = "".join(parts)
-            prompt_tokens = count_prompt_tokens(reservation.request.messages)
+            prompt_tokens = estimate_prompt_tokens(reservation.request.messages)
             usage = (
                 final.usage
                 if final is not None
-                else Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=count_tokens(trace.text))
+                else Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=estimate_tokens(trace.text))
             )
             trace.tokens = usage.total_tokens
             ledger.settle(reservation, usage)

@@ -21,7 +21,10 @@ class ToolPolicy:
         retries: extra attempts after a failure (0 = no retry). Only for tools safe to call again.
         backoff_s: delay before the first retry; it doubles on each further retry.
         max_concurrency: at most this many calls of the tool at once; `None` means no per-tool cap.
-        read_only: the tool has no side effects, so its results may be cached (see `CachedTool`).
+        read_only: the tool has no side effects: its results may be cached (see `CachedTool`), and a call
+            repeated with nothing changed in between may reuse the first call's output.
+        idempotent: calling it again with the same arguments changes nothing more than the first call did
+            (a read-only tool is idempotent too), so a repeat straight after it may reuse its output.
     """
 
     timeout_s: float | None = None
@@ -29,6 +32,7 @@ class ToolPolicy:
     backoff_s: float = 0.2
     max_concurrency: int | None = None
     read_only: bool = False
+    idempotent: bool = False
 
     def __post_init__(self) -> None:
         if self.timeout_s is not None and self.timeout_s <= 0:
@@ -39,6 +43,8 @@ class ToolPolicy:
             raise ValueError(f"backoff_s must be >= 0, got {self.backoff_s}")
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.read_only and not self.idempotent:
+            object.__setattr__(self, "idempotent", True)  # no side effects: repeating one changes nothing
 
 
 class Tool(ABC):

@@ -169,6 +169,7 @@ def tool(
     backoff_s: float = 0.2,
     max_concurrency: int | None = None,
     read_only: bool = False,
+    idempotent: bool = False,
 ) -> Callable[[Callable[..., Any]], FunctionTool]: ...
 
 
@@ -183,6 +184,7 @@ def tool(
     backoff_s: float = 0.2,
     max_concurrency: int | None = None,
     read_only: bool = False,
+    idempotent: bool = False,
 ) -> FunctionTool | Callable[[Callable[..., Any]], FunctionTool]:
     """Turn a function into a tool; use bare (`@tool`) or with options (`@tool(retries=2)`).
 
@@ -198,7 +200,10 @@ def tool(
         retries: extra attempts after a failure; set it only for tools that are safe to call again.
         backoff_s: delay before the first retry, doubled on each further one.
         max_concurrency: at most this many concurrent calls of this tool.
-        read_only: the function has no side effects, so its results may be cached.
+        read_only: the function has no side effects, so its results may be cached and a repeated call
+            with nothing changed in between may reuse the first output.
+        idempotent: calling it twice with the same arguments has the effect of calling it once (implied
+            by `read_only`).
     """
     policy = ToolPolicy(
         timeout_s=timeout_s,
@@ -206,6 +211,7 @@ def tool(
         backoff_s=backoff_s,
         max_concurrency=max_concurrency,
         read_only=read_only,
+        idempotent=idempotent,
     )
 
     def decorate(target: Callable[..., Any]) -> FunctionTool:

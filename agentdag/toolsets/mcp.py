@@ -57,9 +57,11 @@ class McpTool(Tool):
         self.description = listed.description or ""
         self.input_schema = dict(listed.input_schema)
         annotations = listed.annotations
-        self.read_only = bool(annotations and annotations.read_only_hint)
-        self.idempotent = self.read_only or bool(annotations and annotations.idempotent_hint)
-        self.policy = ToolPolicy(timeout_s=toolset.config.timeout_s, read_only=self.read_only)
+        self.policy = ToolPolicy(
+            timeout_s=toolset.config.timeout_s,
+            read_only=bool(annotations and annotations.read_only_hint),
+            idempotent=bool(annotations and annotations.idempotent_hint),
+        )
 
     async def call(self, arguments: dict[str, JsonValue]) -> JsonValue:
         """Call the tool on the server; a server-side error becomes a `ToolError` with its message."""
@@ -152,7 +154,7 @@ class McpToolset:
                 else:
                     return _to_output(tool.name, result)
                 session.dead.set()  # the supervisor starts the server again
-                if attempt == 2 or not tool.idempotent:
+                if attempt == 2 or not tool.policy.idempotent:
                     why = "it was retried once" if attempt == 2 else "it may have side effects, so it is not retried"
                     raise ToolError(
                         f"{tool.name}: MCP server {self.config.name!r} died during the call ({died}); {why}"

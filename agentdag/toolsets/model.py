@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import pydantic
 
 from agentdag.errors import ToolArgumentsError
-from agentdag.messages import Message, ModelRequest, ModelSettings, Usage
+from agentdag.messages import Message, ModelRequest, ModelSettings
 from agentdag.models.base import Model
 from agentdag.toolsets.base import JsonValue, Tool, ToolPolicy
+from agentdag.usage import report_usage
 
-__all__ = ["ModelTool", "model_tool_usage"]
+__all__ = ["ModelTool"]
 
 
 class _Arguments(pydantic.BaseModel):
@@ -24,7 +24,12 @@ class _Arguments(pydantic.BaseModel):
 
 
 class ModelTool(Tool):
-    """The `llm` tool: one chat call to the model, returning the reply text. Usage accumulates in `usage`."""
+    """The `llm` tool: one chat call to the model, returning the reply text.
+
+    Its usage goes to the meter of the run whose node made the call (the "tools" role). It changes nothing
+    outside itself, so it is read-only: a repeated prompt with nothing changed in between may reuse the
+    first reply, and its results may be cached.
+    """
 
     def __init__(self, model: Model, *, name: str = "llm", policy: ToolPolicy | None = None) -> None:
         self.model = model
@@ -32,8 +37,7 @@ class ModelTool(Tool):
         self.description = "Ask the language model a question and get its text reply."
         self.input_schema: dict[str, Any] = _Arguments.model_json_schema()
         self.input_schema.pop("title", None)
-        self.policy = policy or ToolPolicy()
-        self.usage = Usage()
+        self.policy = policy or ToolPolicy(read_only=True)
 
     async def call(self, arguments: dict[str, JsonValue]) -> JsonValue:
         """Send the prompt to the model and return the reply text."""
@@ -47,14 +51,6 @@ class ModelTool(Tool):
         response = await self.model.request(
             ModelRequest(messages=tuple(messages), settings=ModelSettings(max_tokens=parsed.max_tokens))
         )
-        self.usage = self.usage + response.usage
+        report_usage("tools", response.usage)
         return response.text.strip()
 
-
-def model_tool_usage(tools: Iterable[Tool]) -> Usage:
-    """The model usage of every `ModelTool` among `tools`, summed (the "tools" role of a run)."""
-    total = Usage()
-    for item in tools:
-        if isinstance(item, ModelTool):
-            total = total + item.usage
-    return total

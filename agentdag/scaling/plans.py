@@ -1,0 +1,78 @@
+"""Ranking plans: `StructureSelect` prefers the plan that validates, covers the task, calls the most at once.
+
+Votes over plans compare plan keys (see `agentdag.scaling.reading.extract_plan`), so plans that make the
+same calls agree however they number their nodes. When the candidates differ, this selector reads each one
+with the planner's own reader and ranks them; it applies to the planner role only.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agentdag.canonical import call_text, plan_key
+from agentdag.errors import ModelError
+from agentdag.models.base import Model
+from agentdag.parsers import ReadPlan
+from agentdag.plan import dependencies_of
+from agentdag.scaling.answers import vote
+from agentdag.scaling.best_of_n import Candidates, Selector
+from agentdag.scaling.budget import Ledger
+from agentdag.scaling.reading import current_plan_reading
+
+__all__ = ["StructureSelect", "score_plan"]
+
+_TERM = re.compile(r"\"([^\"]{2,60})\"|'([^']{2,60})'|(\d+(?:\.\d+)?)|\b([A-Z][\w-]+)")
+_WORD = re.compile(r"\w{4,}")
+_COMMON = frozenset(
+    {
+        "what", "which", "where", "when", "whom", "whose", "that", "this", "these", "those", "there", "their", "they",
+        "them", "then", "than", "with", "from", "into", "about", "would", "could", "should", "have", "does", "were",
+        "been", "being", "much", "many", "more", "most", "some", "such", "each", "also", "only", "just", "very",
+        "task", "answer", "tell", "give", "find", "show", "list",
+    }
+)
+
+
+def score_plan(read: ReadPlan, task: str) -> tuple[bool, float, int]:
+    """How good a plan looks without running it: (valid, coverage of the task's terms, independent calls).
+
+    Coverage is the share of the task's salient terms (quoted phrases, numbers, capitalised names; else its
+    content words) that appear in the plan's arguments. Independent calls are the distinct calls that wait
+    for no other node of the plan.
+    """
+    nodes = read.nodes
+    text = " ".join(call_text(node, ()) for node in nodes).lower()
+    terms = _terms(task)
+    coverage = sum(term in text for term in terms) / len(terms) if terms else 1.0
+    ids = {node.id for node in nodes}
+    roots = {call_text(node, ids) for node in nodes if not dependencies_of(node, ids) & ids}
+    return read.valid, coverage, len(roots)
+
+
+def _terms(task: str) -> set[str]:
+    found = {next(part for part in match.groups() if part).lower() for match in _TERM.finditer(task)}
+    salient = {term for term in found if term not in _COMMON}
+    return salient or {word.lower() for word in _WORD.findall(task) if word.lower() not in _COMMON}
+
+
+class StructureSelect(Selector):
+    """The plan that validates, covers the task and makes the most independent calls; then the majority.
+
+    It ranks the candidates of a planner call with the planner's own reader (so it applies to the planner
+    role only); ties go to the plan most candidates agree on, then to the earliest candidate.
+    """
+
+    async def select(self, candidates: Candidates, ledger: Ledger, model: Model) -> int:
+        """Read every candidate as a plan and rank them."""
+        reading = current_plan_reading()
+        if reading is None:
+            raise ModelError(
+                "selector 'structure' ranks plans and applies to the planner only", backend="best_of_n strategy"
+            )
+        reads = [reading.reader.read(completion.text) for completion in candidates.completions]
+        keys = [f"plan:{plan_key(read.nodes)}" if read.nodes else None for read in reads]
+        majority = set(vote(keys, lambda first, second: first == second).members)
+        scores = [
+            (*score_plan(read, reading.task), index in majority, -index) for index, read in enumerate(reads)
+        ]
+        return max(range(len(scores)), key=lambda index: scores[index])

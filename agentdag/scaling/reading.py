@@ -1,0 +1,61 @@
+"""How the planner's replies read as plans, for the strategies that wrap the planner's model.
+
+The planner sets the reading (the plan style, the tools and the task) with `reading_plans` only for the
+duration of each of its model calls, so tool calls running at the same time never see it. `extract_plan`
+turns a reply into its plan key, the answer that votes over plans compare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from agentdag.canonical import plan_key
+from agentdag.parsers import PlanReader
+
+__all__ = ["PlanReading", "current_plan_reading", "extract_plan", "reading_plans"]
+
+_READING: ContextVar[PlanReading | None] = ContextVar("agentdag_plan_reading", default=None)
+_SHAPELESS = PlanReader("json", {})
+
+
+@dataclass(frozen=True, slots=True)
+class PlanReading:
+    """How the planner's replies read as plans.
+
+    Attributes:
+        reader: the plan style and the tools plans may call.
+        task: the task being planned, in words.
+    """
+
+    reader: PlanReader
+    task: str
+
+
+def current_plan_reading() -> PlanReading | None:
+    """The planner's plan reading, inside one of its model calls; None elsewhere."""
+    return _READING.get()
+
+
+@contextmanager
+def reading_plans(reading: PlanReading) -> Iterator[None]:
+    """Inside the block (one planner call), strategies read replies as plans with `reading`."""
+    token = _READING.set(reading)
+    try:
+        yield
+    finally:
+        _READING.reset(token)
+
+
+def extract_plan(text: str) -> str | None:
+    """The plan key of a reply that holds a plan (see `agentdag.canonical.plan_key`), or None.
+
+    Inside a planner call the planner's reader parses the reply; elsewhere only a JSON plan (an object with
+    a `nodes` list) is recognised.
+    """
+    reading = _READING.get()
+    reader = reading.reader if reading is not None else _SHAPELESS
+    nodes = reader.read(text).nodes
+    return f"plan:{plan_key(nodes)}" if nodes else None
