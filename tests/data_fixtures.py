@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
@@ -32,12 +33,12 @@ def release_bytes(data_set: DataSet, source: Source) -> bytes:
 def tar_gz(files: dict[str, bytes]) -> bytes:
     """A gzip tar archive of `files` (path to content), folders implied."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed, tarfile.open(fileobj=packed, mode="w") as archive:
         for name, content in files.items():
             member = tarfile.TarInfo(name)
             member.size = len(content)
             archive.addfile(member, io.BytesIO(content))
-    return buffer.getvalue()
+    return buffer.getvalue()  # the same bytes for the same files: no timestamp
 
 
 def write_release(data_set: DataSet, folder: Path) -> dict[str, Path]:
