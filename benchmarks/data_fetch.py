@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -81,7 +81,7 @@ class FetchResult:
     message: str
     records: int = 0
     skipped: tuple[str, ...] = ()
-    unverified: tuple[str, ...] = field(default=())
+    unverified: tuple[str, ...] = ()
 
 
 def create_client(*, connect_timeout_s: float = 15.0, read_timeout_s: float = 60.0) -> httpx2.AsyncClient:

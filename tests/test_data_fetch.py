@@ -24,6 +24,13 @@ from agentdag.cli import main
 _PHRASES = {200: "OK", 302: "Found", 404: "Not Found", 500: "Internal Server Error"}
 
 
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The downloads honour proxy variables; the loopback server must be reached directly."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @dataclass
 class Reply:
     """What the server answers to one path."""
