@@ -56,6 +56,7 @@ from agentdag.view import RunView, render_answer, render_summary, shorten
 __all__ = ["main"]
 
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+_DATA_HELP = "the data folder to read (default: $AGENTDAG_DATA, else ../shared/data, then the fetch cache)"
 Command = Callable[[argparse.Namespace], Awaitable[int]]
 
 
@@ -146,6 +147,26 @@ def _create_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     serve.set_defaults(command=_serve_command)
 
+    data = commands.add_parser("data", help="benchmark data sets: fetch them from their official sources")
+    data_actions = data.add_subparsers(required=True, metavar="ACTION")
+    fetch = data_actions.add_parser("fetch", help="download data sets, verify their SHA-256, convert them")
+    fetch.add_argument("names", nargs="*", metavar="NAME", help="the data sets to fetch (default: all; see --list)")
+    fetch.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        dest="data_dir",
+        metavar="DIR",
+        help="where to store them (default: $AGENTDAG_DATA, else ~/.cache/agentdag/data)",
+    )
+    fetch.add_argument("--list", action="store_true", help="list the data sets and their sources; fetch nothing")
+    fetch.add_argument("--force", action="store_true", help="fetch again the data sets already there")
+    fetch.add_argument(
+        "--no-verify", action="store_true", help="accept a download whose SHA-256 is not recorded or does not match"
+    )
+    fetch.add_argument("--timeout-s", type=float, default=1200.0, help="deadline of each file's download")
+    fetch.set_defaults(command=_data_fetch_command)
+
     bench = commands.add_parser("bench", help="run a benchmark and print its figures")
     benches = bench.add_subparsers(required=True, metavar="BENCHMARK")
     executor = benches.add_parser("executor", help="executor: wall time vs critical path, per-node overhead")
@@ -178,7 +199,8 @@ def _create_parser() -> argparse.ArgumentParser:
         command=_bench("backend", "run_backend_bench", ("max_tokens", "concurrency"), _figures_table("backend"))
     )
     search = benches.add_parser("search", help="multi-hop search: the DAG agent against the sequential ReAct agent")
-    search.add_argument("--dataset", type=Path, default=None, help="a JSONL file of ../shared/data/search/")
+    search.add_argument("--dataset", default=None, help="a JSONL file, or a search data set's name (see data fetch)")
+    search.add_argument("--data", type=Path, default=None, dest="data_dir", metavar="DIR", help=_DATA_HELP)
     search.add_argument("--agent", choices=["dag", "react"], default="dag", help="the agent to measure")
     search.add_argument("--model", default="oracle", help="oracle, local (the embedded model) or a server URL")
     search.add_argument("--limit", type=_positive, default=None, help="run only the first N cases")
@@ -187,27 +209,32 @@ def _create_parser() -> argparse.ArgumentParser:
     search.add_argument("--case-timeout-s", type=float, default=120.0, help="wall-time limit of one case")
     search.add_argument("--planner-style", choices=["json", "llmcompiler"], default="json", help="for real models")
     search.add_argument("--json", action="store_true", help="print one JSON object")
-    search_options = ("dataset", "agent", "model", "limit", "latency_ms", "seed", "case_timeout_s", "planner_style")
+    search_options = (
+        *("dataset", "data_dir", "agent", "model", "limit"),
+        *("latency_ms", "seed", "case_timeout_s", "planner_style"),
+    )
     search.set_defaults(command=_bench("search", "run_search_bench", search_options, _search_table))
     swe = benches.add_parser("swe", help="code fixes in a workspace MCP server, judged by the tests")
-    swe.add_argument("--dataset", type=Path, default=None, help="a JSONL file of ../shared/data/swe/")
+    swe.add_argument("--dataset", default=None, help="a JSONL file, or a SWE data set's name (see data fetch)")
+    swe.add_argument("--data", type=Path, default=None, dest="data_dir", metavar="DIR", help=_DATA_HELP)
     swe.add_argument("--agent", choices=["dag", "react"], default="dag", help="the agent to measure")
     swe.add_argument("--model", default="oracle", help="oracle, noop, local (the embedded model) or a server URL")
     swe.add_argument("--limit", type=_positive, default=None, help="run only the first N cases")
     swe.add_argument("--candidates", type=_positive, default=1, help="parallel attempts per case, selected by tests")
     swe.add_argument("--case-timeout-s", type=float, default=300.0, help="wall-time limit of one case")
     swe.add_argument("--json", action="store_true", help="print one JSON object")
-    swe_options = ("dataset", "agent", "model", "limit", "candidates", "case_timeout_s")
+    swe_options = ("dataset", "data_dir", "agent", "model", "limit", "candidates", "case_timeout_s")
     swe.set_defaults(command=_bench("swe", "run_swe_bench", swe_options, _swe_table))
     scaling = benches.add_parser("scaling", help="test-time scaling strategies side by side: accuracy against tokens")
     scaling.add_argument("--strategy", type=_names, default=[], dest="strategies", help="NAME[,NAME...] (default: all)")
-    scaling.add_argument("--dataset", default=None, help="a JSONL of ../shared/data/math/, or 'arithmetic'")
+    scaling.add_argument("--dataset", default=None, help="a JSONL file, a math data set's name, or 'arithmetic'")
+    scaling.add_argument("--data", type=Path, default=None, dest="data_dir", metavar="DIR", help=_DATA_HELP)
     scaling.add_argument("--model", default="simulated", help="simulated, local (the embedded model) or a server URL")
     scaling.add_argument("--limit", type=_positive, default=20, help="questions")
     scaling.add_argument("--seed", type=int, default=0, help="seed of the samples and the simulated model")
     scaling.add_argument("--plot", type=Path, default=None, help="write the accuracy-tokens Pareto plot (PNG) here")
     scaling.add_argument("--json", action="store_true", help="print one JSON object")
-    scaling_options = ("strategies", "dataset", "model", "limit", "seed", "plot")
+    scaling_options = ("strategies", "dataset", "data_dir", "model", "limit", "seed", "plot")
     scaling.set_defaults(command=_bench("scaling", "run_scaling_bench", scaling_options, _scaling_table))
     load = benches.add_parser("load", help="many concurrent runs through the SDK: endings, latency, resources")
     load.add_argument("--model", default="scripted", help="scripted, local (the embedded model) or a server URL")
@@ -587,6 +614,27 @@ async def _serve_command(arguments: argparse.Namespace) -> int:
 
     await serve_forever(config, announce)
     return EXIT_DONE
+
+
+async def _data_fetch_command(arguments: argparse.Namespace) -> int:
+    fetching = importlib.import_module("agentdag.benchmarks.data_fetch")
+    dest = importlib.import_module("agentdag.benchmarks.data_paths").fetch_destination(arguments.data_dir)
+    console = _stdout_console()
+    if arguments.list:
+        console.print(fetching.create_data_table(dest))
+        return EXIT_DONE
+    try:
+        code: int = await fetching.run_fetch_command(
+            names=arguments.names,
+            dest=dest,
+            force=arguments.force,
+            verify=not arguments.no_verify,
+            timeout_s=arguments.timeout_s,
+            print_line=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
+        )
+    except ValueError as error:
+        raise AgentdagError(str(error)) from None
+    return code
 
 
 BenchRenderer = Callable[[dict[str, Any]], RenderableType]

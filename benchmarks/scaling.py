@@ -5,8 +5,8 @@ runs every strategy on the same questions and reports, per strategy, accuracy, B
 B_seq (`tokens_seq`), backend calls and wall time, plus the Pareto front of accuracy against tokens (and a
 PNG of it when matplotlib is installed: `pip install 'agentdag[plots]'`).
 
-Data: GSM8K's test split (`shared/data/math/gsm8k_test.jsonl`, MIT; found through `$AGENTDAG_DATA` or
-`../shared/data`), any JSON Lines file with `question` and `answer`, or `arithmetic`: seeded sums and
+Data: GSM8K's test split (`math/gsm8k_test.jsonl` of a data folder, MIT; see `data_paths`), any JSON
+Lines file with `question` and `answer`, or `arithmetic`: seeded sums and
 products a very small model can sometimes get right. `--model simulated` is `SimulatedModel`: a known
 answer distribution and traces that reveal their answers gradually, so savings are measured, not guessed.
 """
@@ -14,7 +14,6 @@ answer distribution and traces that reveal their answers gradually, so savings a
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -45,11 +44,11 @@ from agentdag.scaling import (
     same_number,
 )
 
+from .data_paths import resolve_dataset
 from .simulated import SimulatedModel
 
 __all__ = ["STRATEGIES", "create_scaling_table", "load_questions", "run_scaling_bench"]
 
-DATA_ENV = "AGENTDAG_DATA"
 PROMPT = "{question}\n\nSolve the problem step by step, then end with the line: The answer is <number>."
 CALIBRATION_QUESTIONS = 8
 BASELINE = "best_of_n"
@@ -88,6 +87,7 @@ async def run_scaling_bench(
     *,
     strategies: list[str],
     dataset: Path | str | None = None,
+    data_dir: Path | None = None,
     model: str = "simulated",
     limit: int = 20,
     seed: int = 0,
@@ -100,8 +100,10 @@ async def run_scaling_bench(
 
     Args:
         strategies: names from `STRATEGIES` (an empty list runs them all).
-        dataset: a JSON Lines file with `question` and `answer`, "arithmetic" (generated, seeded), or None for
-            GSM8K's test split.
+        dataset: a JSON Lines file with `question` and `answer`, "arithmetic" (generated, seeded), a math data
+            set's name (`gsm8k`), or None for GSM8K's test split.
+        data_dir: the data folder to look in alone (default: `$AGENTDAG_DATA`, else `../shared/data`, then
+            the fetch cache; see `data_paths`).
         model: "simulated", "local" (the embedded model) or the URL of an OpenAI-compatible server.
         limit: questions asked.
         seed: seeds the samples, the simulated model and the arithmetic questions.
@@ -118,7 +120,7 @@ async def run_scaling_bench(
 
     Raises:
         ValueError: an unknown strategy or model name.
-        FileNotFoundError: the data set is missing.
+        FileNotFoundError: the data set is missing (the message names the fetch command).
     """
     simulated = model == "simulated"
     samples = samples or (16 if simulated else 4)
@@ -128,7 +130,7 @@ async def run_scaling_bench(
     unknown = [name for name in names if name not in presets]
     if unknown:
         raise ValueError(f"unknown strategies {', '.join(unknown)}; known: {', '.join(presets)}")
-    source = _resolve_dataset(dataset)
+    source = _resolve_dataset(dataset, data_dir)
     pool = load_questions(source, limit=limit + CALIBRATION_QUESTIONS, seed=seed)
     questions = pool[:limit]
     calibration = pool[limit:] or pool[:CALIBRATION_QUESTIONS]
@@ -193,25 +195,10 @@ def _arithmetic(count: int, seed: int) -> list[_Question]:
     return questions
 
 
-def _resolve_dataset(dataset: Path | str | None) -> Path | str:
+def _resolve_dataset(dataset: Path | str | None, data_dir: Path | None) -> Path | str:
     if dataset is not None and str(dataset) == "arithmetic":
         return "arithmetic"
-    if dataset is not None:
-        path = Path(dataset)
-    else:
-        root = os.environ.get(DATA_ENV)
-        bases = (
-            [Path(root)]
-            if root
-            else [Path.cwd() / ".." / "shared" / "data", Path(__file__).parents[1] / ".." / "shared" / "data"]
-        )
-        path = next(
-            (base / "math" / "gsm8k_test.jsonl" for base in bases if (base / "math").is_dir()),
-            bases[0] / "math" / "gsm8k_test.jsonl",
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"no data set at {path}; pass --dataset FILE or arithmetic, or set {DATA_ENV}")
-    return path
+    return resolve_dataset(dataset, kind="math", default="gsm8k_test.jsonl", data_dir=data_dir)
 
 
 @asynccontextmanager

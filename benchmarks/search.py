@@ -31,11 +31,12 @@ from agentdag.react import ReActAgent
 from agentdag.result import RunResult
 from agentdag.usage import RunMeter
 
+from .data_paths import resolve_dataset
 from .oracle import GenerationTiming, OracleDagModel, OracleReActModel, parse_plan_calls
 from .search_data import (
+    DEFAULT_DATASET,
     SearchCase,
     create_tools,
-    default_dataset,
     load_cases,
     score_answer,
 )
@@ -48,7 +49,8 @@ _ANSWER_CHARS = 200
 
 async def run_search_bench(
     *,
-    dataset: Path | None = None,
+    dataset: Path | str | None = None,
+    data_dir: Path | None = None,
     agent: AgentKind = "dag",
     model: str = "oracle",
     limit: int | None = None,
@@ -63,8 +65,10 @@ async def run_search_bench(
     """Run the search benchmark and return `{"config", "summary", "items"}` (JSON-able).
 
     Args:
-        dataset: a JSON Lines file of `shared/data/search/` (default: FanOutQA's dev split, found through
-            `$AGENTDAG_DATA` or `../shared/data`).
+        dataset: a JSON Lines file, or the name of a search data set (`hotpotqa`, `hotpotqa_distractor.jsonl`)
+            found in the data folders (default: FanOutQA's dev split).
+        data_dir: the data folder to look in alone (default: `$AGENTDAG_DATA`, else `../shared/data`, then
+            the fetch cache; see `data_paths`).
         agent: "dag" (planner, parallel executor, joiner) or "react" (the sequential baseline).
         model: "oracle" (scripted replay of the gold plan), "local" (the embedded model), or the URL of an
             OpenAI-compatible server.
@@ -80,9 +84,9 @@ async def run_search_bench(
 
     Raises:
         ValueError: `model` is none of oracle, local or an http(s) URL.
-        FileNotFoundError: the data set is missing.
+        FileNotFoundError: the data set is missing (the message names the fetch command).
     """
-    path = dataset if dataset is not None else default_dataset()
+    path = resolve_dataset(dataset, kind="search", default=DEFAULT_DATASET, data_dir=data_dir)
     cases = load_cases(path, limit=limit)
     latency = SimulatedLatency(mean_ms=latency_ms, seed=seed)
     corpus = SearchIndex.from_hotpotqa(path) if any(case.kind == "hotpotqa" for case in cases) else None

@@ -1,8 +1,9 @@
 """Search benchmark data: loading the four data sets, scoring answers, and the offline `search` tools.
 
-The data sets live outside the repository (`../shared/data/search/`, or `$AGENTDAG_DATA/search/`); see
-`shared/data/README.md`. FanOutQA (CC BY-SA 4.0), HotpotQA (CC BY-SA 4.0), and LLMCompiler's ParallelQA
-and Movie Recommendation (MIT; Movie derives from BIG-bench, Apache-2.0).
+The data sets live outside the repository, in a data folder's `search/` (`--data DIR`, `$AGENTDAG_DATA`,
+`../shared/data`, or the cache `agentdag data fetch` fills; see `data_paths`). FanOutQA (CC BY-SA 4.0),
+HotpotQA (CC BY-SA 4.0), and LLMCompiler's ParallelQA and Movie Recommendation (MIT; Movie derives from
+BIG-bench, Apache-2.0).
 
 Every tool answers from the data alone, with a seeded simulated latency standing in for a web API:
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import os
 import re
 import string
 from collections.abc import Mapping, Sequence
@@ -30,13 +30,15 @@ from agentdag.tools.search_index import SearchIndex, SimulatedLatency
 
 from agentdag.toolsets import FunctionTool, JsonValue, Tool, tool
 
+from .convert_common import format_plan_text
+from .data_paths import find_data_file
+
 __all__ = [
     "DEFAULT_DATASET",
     "DatasetKind",
     "SearchCase",
     "create_tools",
     "default_dataset",
-    "find_data_dir",
     "load_cases",
     "lookup_table",
     "normalize_answer",
@@ -47,7 +49,6 @@ __all__ = [
 
 DatasetKind = Literal["fanoutqa", "hotpotqa", "parallelqa", "movie"]
 DEFAULT_DATASET = "fanoutqa_dev.jsonl"
-DATA_ENV = "AGENTDAG_DATA"
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -72,27 +73,13 @@ class SearchCase:
     tool_table: Mapping[str, JsonValue] = field(default_factory=dict)
 
 
-def find_data_dir() -> Path:
-    """The shared data folder: `$AGENTDAG_DATA`, else `../shared/data` from the working directory or the repo.
+def default_dataset(data_dir: Path | None = None) -> Path:
+    """The default search data set, FanOutQA's dev split, from the data folders (see `data_paths`).
 
     Raises:
-        FileNotFoundError: no candidate folder exists.
+        DataNotFoundError: no data folder has it.
     """
-    configured = os.environ.get(DATA_ENV)
-    if configured:
-        return Path(configured)
-    repo_root = Path(__file__).resolve().parents[1]
-    candidates = [Path.cwd() / ".." / "shared" / "data", repo_root / ".." / "shared" / "data"]
-    for candidate in candidates:
-        if (candidate / "search").is_dir():
-            return candidate.resolve()
-    tried = ", ".join(str(candidate) for candidate in candidates)
-    raise FileNotFoundError(f"no benchmark data folder found (tried {tried}); set {DATA_ENV} to it")
-
-
-def default_dataset() -> Path:
-    """The default search data set: FanOutQA's dev split in the shared data folder."""
-    return find_data_dir() / "search" / DEFAULT_DATASET
+    return find_data_file(f"search/{DEFAULT_DATASET}", data_dir=data_dir)
 
 
 def load_cases(path: Path, *, limit: int | None = None) -> list[SearchCase]:
@@ -139,7 +126,7 @@ def _to_case(record: dict[str, Any], *, where: str) -> SearchCase:
             kind="parallelqa",
             question=question,
             answer=record["answer"],
-            plan_text=_plan_text([f"search({json.dumps(query)})" for query in queries] + [final]),
+            plan_text=format_plan_text([f"search({json.dumps(query)})" for query in queries] + [final]),
         )
     if "Options:" in question:
         movies = movies_of(question)
@@ -148,7 +135,7 @@ def _to_case(record: dict[str, Any], *, where: str) -> SearchCase:
             kind="movie",
             question=question,
             answer=record["answer"],
-            plan_text=_plan_text([f"search({json.dumps(movie)})" for movie in movies]),
+            plan_text=format_plan_text([f"search({json.dumps(movie)})" for movie in movies]),
         )
     raise ValueError(f"{where}: the record matches none of FanOutQA, HotpotQA, ParallelQA or Movie")
 
@@ -163,12 +150,6 @@ def movies_of(question: str) -> list[str]:
     first_line = question.split("\n", 1)[0]
     listed = first_line.split("similar to", 1)[-1]
     return [movie.strip() for movie in listed.split(", ") if movie.strip()]
-
-
-def _plan_text(calls: Sequence[str]) -> str:
-    lines = [f"{index}. {call}" for index, call in enumerate(calls, start=1)]
-    lines.append(f"{len(calls) + 1}. join()<END_OF_PLAN>")
-    return "\n".join(lines)
 
 
 # -- scoring ----------------------------------------------------------------------------------------

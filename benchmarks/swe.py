@@ -1,6 +1,6 @@
 """SWE benchmark: fix code in a workspace through the workspace MCP server, judged by the tests.
 
-Run it with `agentdag bench swe`. Each case of `../shared/data/swe/` (QuixBugs, Exercism Python,
+Run it with `agentdag bench swe`. Each case of a data folder's `swe/` (QuixBugs, Exercism Python,
 HumanEvalFix; see that folder's README) is written to a temporary folder; the agent reads, edits and runs
 tests there through `python -m agentdag.tools.workspace` (a real MCP server over stdio); afterwards the
 harness runs the case's test command itself to decide whether the case is resolved.
@@ -37,8 +37,8 @@ from agentdag.result import RunResult
 from agentdag.toolsets.mcp import McpToolset
 from agentdag.toolsets.mcp_config import McpServerConfig
 
+from .data_paths import resolve_dataset
 from .oracle import GenerationTiming, OracleDagModel, OracleReActModel, parse_plan_calls
-from .search_data import find_data_dir
 
 __all__ = ["SweCase", "load_swe_cases", "run_swe_bench"]
 
@@ -112,7 +112,8 @@ def _test_files(case: SweCase) -> set[str]:
 
 async def run_swe_bench(
     *,
-    dataset: Path | None = None,
+    dataset: Path | str | None = None,
+    data_dir: Path | None = None,
     agent: AgentKind = "dag",
     model: str = "oracle",
     limit: int | None = None,
@@ -124,7 +125,10 @@ async def run_swe_bench(
     """Run the SWE benchmark and return `{"config", "summary", "items"}` (JSON-able).
 
     Args:
-        dataset: a JSON Lines file of `shared/data/swe/` (default: QuixBugs).
+        dataset: a JSON Lines file, or the name of a SWE data set (`humanevalfix`, `polyglot_python.jsonl`)
+            found in the data folders (default: QuixBugs).
+        data_dir: the data folder to look in alone (default: `$AGENTDAG_DATA`, else `../shared/data`, then
+            the fetch cache; see `data_paths`).
         agent: "dag" (planner, parallel executor, joiner) or "react" (the sequential baseline).
         model: "oracle", "noop", "local" (the embedded model) or the URL of an OpenAI-compatible server.
         limit: run only the first `limit` cases.
@@ -135,12 +139,10 @@ async def run_swe_bench(
 
     Raises:
         ValueError: `model` is none of the accepted values, or the data set is malformed.
-        FileNotFoundError: the data set is missing.
+        FileNotFoundError: the data set is missing (the message names the fetch command).
     """
     model_config = None if model in _SCRIPTED else ModelConfig.from_name(model, others=_SCRIPTED)
-    path = dataset if dataset is not None else find_data_dir() / "swe" / DEFAULT_DATASET
-    if not path.is_file():
-        raise FileNotFoundError(f"no SWE data set at {path}")
+    path = resolve_dataset(dataset, kind="swe", default=DEFAULT_DATASET, data_dir=data_dir)
     cases = load_swe_cases(path, limit=limit)
     items: list[dict[str, Any]] = []
     async with _open_shared_model(model_config) as shared:

@@ -5,6 +5,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from agentdag.benchmarks.data_paths import DataNotFoundError, find_data_file
 from agentdag.benchmarks.oracle import (
     GenerationTiming,
     OracleDagModel,
@@ -16,7 +17,6 @@ from agentdag.benchmarks.search import create_search_table, run_search_bench
 from agentdag.benchmarks.search_data import (
     SearchCase,
     create_tools,
-    find_data_dir,
     load_cases,
     lookup_table,
     normalize_answer,
@@ -37,12 +37,9 @@ LATENCY = SimulatedLatency(mean_ms=3, seed=0)
 
 def search_data(name: str) -> Path:
     try:
-        path = find_data_dir() / "search" / name
-    except FileNotFoundError:
-        pytest.skip("the shared benchmark data is not available (set AGENTDAG_DATA)")
-    if not path.exists():
-        pytest.skip(f"{path} is missing")
-    return path
+        return find_data_file(f"search/{name}")
+    except DataNotFoundError as error:
+        pytest.skip(str(error))
 
 
 # -- scoring ------------------------------------------------------------------------------------------

@@ -6,15 +6,26 @@ import json
 from pathlib import Path
 
 import pytest
+from agentdag.benchmarks.data_paths import DataNotFoundError, find_data_file
 from agentdag.benchmarks.oracle import GenerationTiming
 from agentdag.benchmarks.swe import load_swe_cases, oracle_plan, run_swe_bench
 
 from agentdag.cli import main
 
-DATA = Path(__file__).parent.parent.parent / "shared" / "data" / "swe"
+
+def _swe_folder() -> Path:
+    try:
+        return find_data_file("swe/humanevalfix.jsonl").parent
+    except DataNotFoundError:
+        return Path("no-swe-data")
+
+
+DATA = _swe_folder()
 FAST = GenerationTiming(first_token_s=0.0, token_s=0.0)
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="the SWE data sets live in ../shared/data/swe")
+pytestmark = pytest.mark.skipif(
+    not (DATA / "quixbugs.jsonl").is_file(), reason="no SWE data: `agentdag data fetch humanevalfix quixbugs`"
+)
 
 
 @pytest.mark.asyncio

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from agentdag.benchmarks.data_paths import DataNotFoundError, find_data_file
 from agentdag.tools.search import create_server, main
 from agentdag.tools.search_index import (
     Document,
@@ -46,12 +46,10 @@ HOSTILE_QUERIES = [
 
 
 def hotpotqa_file() -> Path:
-    configured = os.environ.get("AGENTDAG_DATA")
-    base = Path(configured) if configured else Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    path = base / "search" / "hotpotqa_distractor.jsonl"
-    if not path.exists():
-        pytest.skip(f"{path} is missing (set AGENTDAG_DATA to the shared data folder)")
-    return path
+    try:
+        return find_data_file("search/hotpotqa_distractor.jsonl")
+    except DataNotFoundError as error:
+        pytest.skip(str(error))
 
 
 @pytest.fixture
