@@ -10,8 +10,7 @@ import anyio
 import pytest
 from agentdag.benchmarks.calibration import describe_calibration, measure_traces
 from agentdag.benchmarks.judging import SimulatedJudge, auroc, binormal_separation
-from agentdag.benchmarks.scaling import _resolve_dataset as resolve_dataset
-from agentdag.benchmarks.scaling import load_questions
+from agentdag.benchmarks.math_data import load_questions, resolve_dataset
 from agentdag.benchmarks.simulated import SimulatedModel, SimulatedQuestion
 
 from agentdag.messages import Message, ModelRequest, ModelSettings

@@ -1,0 +1,77 @@
+"""The scaling benchmark's questions: a JSON Lines file of `question` and `answer`, or generated arithmetic.
+
+GSM8K's test split (`shared/data/math/gsm8k_test.jsonl`, MIT) is the default, found through `$AGENTDAG_DATA`
+or `../shared/data`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DATA_ENV", "MathQuestion", "load_questions", "resolve_dataset"]
+
+DATA_ENV = "AGENTDAG_DATA"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MathQuestion:
+    """A question with its correct answer."""
+
+    question: str
+    answer: str
+
+
+def load_questions(source: Path | str, *, limit: int, seed: int = 0) -> list[MathQuestion]:
+    """The first `limit` questions of a JSON Lines file, or `limit` generated ones for "arithmetic"."""
+    if source == "arithmetic":
+        return _arithmetic(limit, seed)
+    questions: list[MathQuestion] = []
+    with Path(source).open(encoding="utf-8") as lines:
+        for line in lines:
+            if len(questions) >= limit:
+                break
+            if line.strip():
+                record = json.loads(line)
+                questions.append(MathQuestion(question=str(record["question"]), answer=str(record["answer"]).strip()))
+    return questions
+
+
+def _arithmetic(count: int, seed: int) -> list[MathQuestion]:
+    rng = random.Random(f"arithmetic|{seed}")
+    questions: list[MathQuestion] = []
+    for _ in range(count):
+        kind = rng.choice(("+", "-", "*"))
+        a, b = (rng.randint(2, 12), rng.randint(2, 9)) if kind == "*" else (rng.randint(10, 60), rng.randint(2, 30))
+        value = a + b if kind == "+" else a - b if kind == "-" else a * b
+        questions.append(MathQuestion(question=f"What is {a} {kind} {b}?", answer=str(value)))
+    return questions
+
+
+def resolve_dataset(dataset: Path | str | None) -> Path | str:
+    """The data set to read: "arithmetic", the given file, or GSM8K's test split in the shared data folder.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+    """
+    if dataset is not None and str(dataset) == "arithmetic":
+        return "arithmetic"
+    if dataset is not None:
+        path = Path(dataset)
+    else:
+        root = os.environ.get(DATA_ENV)
+        bases = (
+            [Path(root)]
+            if root
+            else [Path.cwd() / ".." / "shared" / "data", Path(__file__).parents[1] / ".." / "shared" / "data"]
+        )
+        path = next(
+            (base / "math" / "gsm8k_test.jsonl" for base in bases if (base / "math").is_dir()),
+            bases[0] / "math" / "gsm8k_test.jsonl",
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"no data set at {path}; pass --dataset FILE or arithmetic, or set {DATA_ENV}")
+    return path
