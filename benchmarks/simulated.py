@@ -4,9 +4,9 @@ Every question gets a seeded difficulty: the probability that one sample answers
 distribution over wrong answers. A reply is a reasoning trace of a sampled length that opens by restating the
 question, then reasons, and ends with "The answer is N." A trace carries a little answer-correlated content
 (words of its answer's own approach) from its start, and more of it towards its end, so it reveals its answer
-gradually. Streams yield the trace word by word, and a stream closed early generates no more words, so
-`generated_tokens` measures what pruning saves. Nothing sleeps: a trace of thousands of tokens streams in a
-millisecond or so, and latency is read from B_seq, not from the wall clock.
+gradually. Streams yield the trace three words (about four tokens) at a time, and a stream closed early
+generates no more words, so `generated_tokens` measures what pruning saves. Nothing sleeps: a trace of
+thousands of tokens streams in a millisecond or so, and latency is read from B_seq, not from the wall clock.
 
 Calibration (`calibration.describe_calibration` lists each value with its source; the benchmark prints it):
 
