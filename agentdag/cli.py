@@ -232,9 +232,12 @@ def _create_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--model", default="simulated", help="simulated, local (the embedded model) or a server URL")
     scaling.add_argument("--limit", type=_positive, default=20, help="questions")
     scaling.add_argument("--seed", type=int, default=0, help="seed of the samples and the simulated model")
+    scaling.add_argument(
+        "--samples", type=_positive, default=None, help="override the sample count of best-of-n, prune and SC"
+    )
     scaling.add_argument("--plot", type=Path, default=None, help="write the accuracy-tokens Pareto plot (PNG) here")
     scaling.add_argument("--json", action="store_true", help="print one JSON object")
-    scaling_options = ("strategies", "dataset", "data_dir", "model", "limit", "seed", "plot")
+    scaling_options = ("strategies", "dataset", "data_dir", "model", "limit", "seed", "samples", "plot")
     scaling.set_defaults(command=_bench("scaling", "run_scaling_bench", scaling_options, _scaling_table))
     load = benches.add_parser("load", help="many concurrent runs through the SDK: endings, latency, resources")
     load.add_argument("--model", default="scripted", help="scripted, local (the embedded model) or a server URL")
@@ -676,8 +679,8 @@ def _search_table(report: dict[str, Any]) -> RenderableType:
 
 
 def _scaling_table(report: dict[str, Any]) -> RenderableType:
-    table: RenderableType = importlib.import_module("agentdag.benchmarks.scaling").create_scaling_table(report)
-    return table
+    view: RenderableType = importlib.import_module("agentdag.benchmarks.scaling").create_scaling_view(report)
+    return view
 
 
 def _load_table(report: dict[str, Any]) -> RenderableType:

@@ -5,6 +5,7 @@ from collections.abc import AsyncGenerator
 import anyio
 import anyio.lowlevel
 import pytest
+from agentdag.benchmarks.judging import SimulatedJudge
 from agentdag.benchmarks.simulated import SimulatedModel
 
 from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings, Usage
@@ -144,17 +145,18 @@ async def test_prune_honours_its_budget() -> None:
 
 
 @pytest.mark.asyncio
-async def test_prune_on_the_simulated_model_saves_tokens_at_matched_accuracy() -> None:
+async def test_prune_with_a_judge_of_known_quality_saves_tokens_on_the_simulated_model() -> None:
+    """With a judge as good as DeepPrune's (AUROC 0.87), pruning stops most redundant traces of ~1,500 tokens."""
     questions = [(f"Question number {index}: what is {index} + {index}?", str(2 * index)) for index in range(30)]
 
     async def run(make: type[BestOfN] | type[Prune]) -> tuple[int, int]:
         model = SimulatedModel(questions, seed=3)
         correct = 0
         for index, (question, answer) in enumerate(questions):
-            settings = ModelSettings(seed=index, max_tokens=320)
+            settings = ModelSettings(seed=index, max_tokens=16_000)
             request = ModelRequest(messages=(Message(role="user", content=question),), settings=settings)
             if make is Prune:
-                strategy: BestOfN | Prune = Prune(model, n=8, prefix_tokens=64, judge=LexicalJudge(threshold=0.2))
+                strategy: BestOfN | Prune = Prune(model, n=8, judge=SimulatedJudge(model))
             else:
                 strategy = BestOfN(model, n=8)
             response = await strategy.request(request)
@@ -163,5 +165,5 @@ async def test_prune_on_the_simulated_model_saves_tokens_at_matched_accuracy() -
 
     voted, voted_tokens = await run(BestOfN)
     pruned, pruned_tokens = await run(Prune)
-    assert pruned_tokens < 0.7 * voted_tokens
+    assert pruned_tokens < 0.6 * voted_tokens  # generated tokens only: the judge's prompts are not generated
     assert pruned >= voted - 3  # within 10 points on 30 questions
