@@ -5,7 +5,9 @@ exist. The public API is re-exported here; everything else is internal.
 """
 
 from agentdag.agent import Agent
+from agentdag.assembly import open_agent
 from agentdag.backends import Backend, LocalBackend, NodeCall
+from agentdag.config import Limits, PlannerConfig
 from agentdag.errors import (
     AgentdagError,
     InvalidReferenceError,
@@ -16,12 +18,12 @@ from agentdag.errors import (
     ToolError,
 )
 from agentdag.events import NodeError, NodeEvent, RunEvent
-from agentdag.executor import Execution, ExecutionResult, Executor, NodeRecord
+from agentdag.executor import Execution, Executor
 from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings, Usage
 from agentdag.models import FunctionModel, Model, ModelConfig, OpenAIModel, WrapperModel, open_model
 from agentdag.plan import Node, Plan, PlanProblem, validate_plan
-from agentdag.planning import PlannerConfig
 from agentdag.react import ReActAgent
+from agentdag.records import ExecutionResult, NodeRecord
 from agentdag.result import PlanDraft, Replan, RunResult
 from agentdag.taskfile import TaskFile, load_task_file
 from agentdag.toolsets import FunctionTool, ModelTool, Tool, ToolPolicy, ToolRegistry, tool
@@ -38,6 +40,7 @@ __all__ = (
     "FunctionModel",
     "FunctionTool",
     "InvalidReferenceError",
+    "Limits",
     "LocalBackend",
     "Message",
     "Model",
@@ -73,6 +76,7 @@ __all__ = (
     "Usage",
     "WrapperModel",
     "load_task_file",
+    "open_agent",
     "open_model",
     "tool",
     "validate_plan",

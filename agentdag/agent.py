@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import anyio
 
 from agentdag.backends.base import Backend
+from agentdag.config import Limits, PlannerConfig
 from agentdag.errors import AgentdagError, InvalidReferenceError, PlanError
 from agentdag.events import RunEventSink
-from agentdag.executor import ExecutionResult, Executor
+from agentdag.executor import Executor
 from agentdag.messages import Usage
 from agentdag.models.base import Model
 from agentdag.plan import Node, validate_plan
-from agentdag.planning import Compiler, PlannerConfig
+from agentdag.planning import Planner
+from agentdag.records import ExecutionResult
 from agentdag.references import find_references, resolve_references
 from agentdag.result import PlanDraft, RunResult, RunStatus
-from agentdag.store import NodeSaver, RunStore
+from agentdag.saving import NodeSaver
+from agentdag.store import RunStore
 from agentdag.toolsets.base import JsonValue, Tool
 from agentdag.toolsets.registry import ToolRegistry
 from agentdag.usage import RunMeter, metering
@@ -35,9 +38,7 @@ class Agent:
         planner_model: writes plans (default: `model`).
         joiner_model: decides to finish or replan (default: `model`).
         planner: planner, joiner and replanning settings.
-        max_concurrency: at most this many tool calls at once.
-        tool_concurrency: per-tool caps by name.
-        timeout_s: deadline of one tool call attempt for tools that set none.
+        limits: concurrency caps and the deadline of one tool call attempt.
         on_event: callbacks that receive every node event and planner/joiner event.
         backend: where ready nodes run (default: this event loop); see `agentdag.backends`.
     """
@@ -50,9 +51,7 @@ class Agent:
         planner_model: Model | None = None,
         joiner_model: Model | None = None,
         planner: PlannerConfig | None = None,
-        max_concurrency: int | None = None,
-        tool_concurrency: Mapping[str, int] | None = None,
-        timeout_s: float | None = 300.0,
+        limits: Limits | None = None,
         on_event: Sequence[RunEventSink] = (),
         backend: Backend | None = None,
     ) -> None:
@@ -61,14 +60,7 @@ class Agent:
         self.joiner_model = joiner_model or model
         self.planner = planner or PlannerConfig()
         self.on_event = list(on_event)
-        self.executor = Executor(
-            self.tools,
-            max_concurrency=max_concurrency,
-            tool_concurrency=tool_concurrency,
-            timeout_s=timeout_s,
-            on_event=self.on_event,
-            backend=backend,
-        )
+        self.executor = Executor(self.tools, limits=limits, on_event=self.on_event, backend=backend)
 
     async def run(self, task: str, *, store: RunStore | None = None, meter: RunMeter | None = None) -> RunResult:
         """Plan the task, run the plan in parallel, join, and replan as needed.
@@ -86,14 +78,14 @@ class Agent:
             AgentdagError: the agent has no model for the planner or the joiner.
             RunStoreError: the store holds another task's run, or a run that is already done.
         """
-        return await self._compiler(store).run(task, meter=meter)
+        return await self._planner(store).run(task, meter=meter)
 
     async def draft(self, task: str) -> PlanDraft:
         """Ask the planner for a plan, repaired and validated as `run` would, without running anything.
 
         The same model replies give the plan `run` would start (`agentdag plan` prints it).
         """
-        return await self._compiler().draft(task)
+        return await self._planner().draft(task)
 
     def run_sync(self, task: str, *, store: RunStore | None = None, meter: RunMeter | None = None) -> RunResult:
         """`run` for code that is not async (starts and closes its own event loop)."""
@@ -150,10 +142,8 @@ class Agent:
         return run_result
 
     async def _fetch_referenced(self, template: Any, outputs: dict[int, JsonValue]) -> dict[int, JsonValue]:
-        """`outputs`, with those `template` refers to fetched if the backend kept them elsewhere."""
+        """`outputs`, with those `template` refers to fetched in full (a backend may keep them elsewhere)."""
         backend = self.executor.backend
-        if not backend.by_reference:
-            return outputs
         wanted = {reference.node_id for reference in find_references(template)}
         return {
             node_id: await backend.fetch(output) if node_id in wanted else output for node_id, output in outputs.items()
@@ -167,16 +157,14 @@ class Agent:
             raise PlanError(list(problems))
         meter.add("tools", saved.usage.get("tools", Usage()))
         meter.subscribe(lambda role, _: store.save_usage({role: meter.usage[role]}))
-        saver = NodeSaver(store)
-        async with self.executor.open(on_event=[saver]) as execution:
-            saver.execution = execution
-            saver.restore(execution, saved, plan)
+        async with self.executor.open() as execution:
+            NodeSaver(store, execution, durable=self.executor.backend.durable).restore(saved, plan)
         return execution.result()
 
-    def _compiler(self, store: RunStore | None = None) -> Compiler:
+    def _planner(self, store: RunStore | None = None) -> Planner:
         if self.planner_model is None or self.joiner_model is None:
             raise AgentdagError("Agent.run needs a model (pass model=, or planner_model= and joiner_model=)")
-        return Compiler(
+        return Planner(
             executor=self.executor,
             planner_model=self.planner_model,
             joiner_model=self.joiner_model,

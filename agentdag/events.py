@@ -43,7 +43,8 @@ class NodeError:
     cause: int | None = None
 
 
-NodeEventKind = Literal["queued", "started", "retrying", "finished", "failed", "skipped", "cancelled"]
+NodeEventKind = Literal["queued", "running", "retrying", "done", "failed", "skipped", "cancelled"]
+"""A node's new status (queued, running, done, failed, skipped, cancelled), or "retrying" before a retry."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ execution runs, which is how a streaming planner hands them over.
 
 A node's failure is data: the node is recorded as failed, every node downstream is skipped with the
 cause, and the rest of the graph runs on. Each node runs in its own cancel scope with its own deadline.
+The scheduling state (counters, dependents, cancel scopes) stays inside; what users read are `NodeRecord`
+snapshots.
 """
 
 from __future__ import annotations
@@ -14,92 +16,21 @@ import math
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Literal
 
 import anyio
 from anyio.abc import TaskGroup
 
 from agentdag.backends.base import Backend, LocalBackend, NodeCall
+from agentdag.config import Limits
 from agentdag.errors import AgentdagError, InvalidReferenceError, PlanError, ToolArgumentsError
 from agentdag.events import EventSink, NodeError, NodeEvent, NodeEventKind
 from agentdag.plan import Node, PlanProblem, check_node, dependencies_of, validate_plan
-from agentdag.references import resolve_references
+from agentdag.records import FINAL_STATUSES, ExecutionResult, NodeRecord, NodeStatus
+from agentdag.scheduling import Records, Slot
 from agentdag.toolsets.base import JsonValue, Tool
 
-__all__ = ["Execution", "ExecutionResult", "Executor", "NodeRecord", "NodeStatus"]
-
-NodeStatus = Literal["queued", "running", "done", "failed", "skipped", "cancelled"]
-_FINAL: frozenset[NodeStatus] = frozenset({"done", "failed", "skipped", "cancelled"})
-_EVENT_OF: dict[NodeStatus, NodeEventKind] = {
-    "done": "finished",
-    "failed": "failed",
-    "skipped": "skipped",
-    "cancelled": "cancelled",
-}
-
-
-@dataclass(slots=True, eq=False)
-class NodeRecord:
-    """What happened to one node. The executor updates it in place while the node runs.
-
-    Attributes:
-        arguments: the arguments after resolving references (None until the node starts).
-        queued_at, started_at, finished_at: seconds since the execution opened.
-        attempts: how many times the tool was called.
-        interrupted: it was cancelled because the whole execution stopped (`cancel_all`, or the
-            execution's block raised or was cancelled), not on its own.
-    """
-
-    node: Node
-    dependencies: frozenset[int]
-    status: NodeStatus = "queued"
-    arguments: dict[str, JsonValue] | None = None
-    output: JsonValue = None
-    error: NodeError | None = None
-    queued_at: float = 0.0
-    started_at: float | None = None
-    finished_at: float | None = None
-    attempts: int = 0
-    waiting: int = 0
-    dependents: list[NodeRecord] = field(default_factory=list)
-    scope: anyio.CancelScope | None = None
-    cancel_reason: str | None = None
-    interrupted: bool = False
-
-    @property
-    def id(self) -> int:
-        """The node's id."""
-        return self.node.id
-
-    @property
-    def duration_s(self) -> float | None:
-        """Time from start to finish, once the node has finished."""
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return self.finished_at - self.started_at
-
-
-@dataclass(frozen=True, slots=True)
-class ExecutionResult:
-    """The records of every node of an execution, in the order the nodes arrived."""
-
-    records: Mapping[int, NodeRecord]
-    wall_s: float
-
-    @property
-    def succeeded(self) -> bool:
-        """Whether every node finished with an output."""
-        return all(record.status == "done" for record in self.records.values())
-
-    @property
-    def outputs(self) -> dict[int, JsonValue]:
-        """Outputs of the nodes that finished."""
-        return {node_id: record.output for node_id, record in self.records.items() if record.status == "done"}
-
-    def with_status(self, *statuses: NodeStatus) -> list[NodeRecord]:
-        """Records whose status is one of `statuses`."""
-        return [record for record in self.records.values() if record.status in statuses]
+__all__ = ["Execution", "Executor"]
 
 
 class Executor:
@@ -107,9 +38,7 @@ class Executor:
 
     Args:
         tools: the tools nodes may call, by name.
-        max_concurrency: at most this many nodes run at once (None: no global cap).
-        tool_concurrency: per-tool caps that override each tool's own `policy.max_concurrency`.
-        timeout_s: deadline of one attempt for tools whose policy sets none (None: no deadline).
+        limits: the global and per-tool concurrency caps and the default deadline of one attempt.
         on_event: callbacks that receive every `NodeEvent`.
         backend: where ready nodes run (default: `LocalBackend`, this event loop). Its lifecycle is
             the caller's: open it before the executor runs and close it after.
@@ -119,18 +48,12 @@ class Executor:
         self,
         tools: Mapping[str, Tool],
         *,
-        max_concurrency: int | None = None,
-        tool_concurrency: Mapping[str, int] | None = None,
-        timeout_s: float | None = 300.0,
+        limits: Limits | None = None,
         on_event: Sequence[EventSink] = (),
         backend: Backend | None = None,
     ) -> None:
-        if max_concurrency is not None and max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.tools = tools
-        self.max_concurrency = max_concurrency
-        self.tool_concurrency = dict(tool_concurrency or {})
-        self.timeout_s = timeout_s
+        self.limits = limits or Limits()
         self.on_event = list(on_event)
         self.backend = backend if backend is not None else LocalBackend()
 
@@ -193,20 +116,26 @@ class Execution:
         self._sinks = [*executor.on_event, *on_event]
         self.accepting = True
         self._task_group = task_group
-        self._records: dict[int, NodeRecord] = {}
+        self._slots: dict[int, Slot] = {}
+        self._records = Records(self._slots)
         self.opened = time.perf_counter()
         self._unfinished = 0
         self._idle = anyio.Event()
         self._idle.set()
+        limits = executor.limits
         self._global_limit = (
-            anyio.CapacityLimiter(executor.max_concurrency) if executor.max_concurrency is not None else None
+            anyio.CapacityLimiter(limits.max_concurrency) if limits.max_concurrency is not None else None
         )
         self._tool_limits: dict[str, anyio.CapacityLimiter | None] = {}
 
     @property
     def records(self) -> Mapping[int, NodeRecord]:
-        """Every node's record so far, by id."""
+        """Every node's record so far, by id (each a snapshot of that moment)."""
         return self._records
+
+    def subscribe(self, sink: EventSink) -> None:
+        """Send every later event of this execution to `sink` too."""
+        self._sinks.append(sink)
 
     def now(self) -> float:
         """Seconds since the execution opened."""
@@ -222,46 +151,39 @@ class Execution:
             check: validate the node (tool, arguments, references) first; pass False for nodes that
                 were validated already.
 
+        Returns:
+            The node's record right after it was added.
+
         Raises:
             PlanError: the node is invalid, its id is taken, or it names a node not added yet.
             AgentdagError: the execution no longer accepts nodes.
         """
         if not self.accepting:
             raise AgentdagError("this execution has closed and accepts no more nodes")
-        if node.id in self._records:
-            raise PlanError([PlanProblem(node.id, "duplicate_id", f"id {node.id} is already in this execution")])
         if check:
-            problems = check_node(node, self.executor.tools, self._records)
+            problems = check_node(node, self.executor.tools, self._slots)
             if problems:
                 raise PlanError(list(problems))
-        dependencies = dependencies_of(node, self._records)
-        record = NodeRecord(node=node, dependencies=dependencies, queued_at=self.now())
-        missing = [dependency for dependency in dependencies if dependency not in self._records]
-        if missing:
-            problems = [
-                PlanProblem(node.id, "missing_reference", f"depends on node {item}, not added yet") for item in missing
-            ]
-            raise PlanError(list(problems))
-        self._records[node.id] = record
+        slot = self._new_slot(node)
         self._unfinished += 1
         if self._idle.is_set():
             self._idle = anyio.Event()
-        self._emit("queued", record)
-        failed_dependency: NodeRecord | None = None
-        for dependency in dependencies:
-            upstream = self._records[dependency]
+        self._emit("queued", slot)
+        failed_dependency: Slot | None = None
+        for dependency in slot.dependencies:
+            upstream = self._slots[dependency]
             if upstream.status == "done":
                 continue
-            if upstream.status in _FINAL:
+            if upstream.status in FINAL_STATUSES:
                 failed_dependency = upstream
                 continue
-            record.waiting += 1
-            upstream.dependents.append(record)
+            slot.waiting += 1
+            upstream.dependents.append(slot)
         if failed_dependency is not None:
-            self._skip(record, failed_dependency)
-        elif record.waiting == 0:
-            self._task_group.start_soon(self._run_node, record)
-        return record
+            self._skip(slot, failed_dependency)
+        elif slot.waiting == 0:
+            self._task_group.start_soon(self._run_node, slot)
+        return slot.record()
 
     def restore(
         self,
@@ -281,49 +203,34 @@ class Execution:
         Raises:
             PlanError: its id is taken, or it depends on a node not added yet.
         """
-        if node.id in self._records:
-            raise PlanError([PlanProblem(node.id, "duplicate_id", f"id {node.id} is already in this execution")])
-        dependencies = dependencies_of(node, self._records)
-        missing = sorted(dependency for dependency in dependencies if dependency not in self._records)
-        if missing:
-            raise PlanError([PlanProblem(node.id, "missing_reference", f"depends on node {missing[0]}, not added yet")])
-        now = self.now()
-        record = NodeRecord(
-            node=node,
-            dependencies=dependencies,
-            status=status,
-            arguments=arguments,
-            output=output if status == "done" else None,
-            error=error,
-            queued_at=now,
-            started_at=now,
-            finished_at=now,
-            attempts=attempts,
-        )
-        self._records[node.id] = record
-        return record
+        slot = self._new_slot(node)
+        slot.status, slot.error, slot.arguments, slot.attempts = status, error, arguments, attempts
+        slot.output = output if status == "done" else None
+        slot.started_at = slot.finished_at = self.now()
+        return slot.record()
 
     def cancel(self, node_id: int, reason: str = "cancelled") -> bool:
         """Cancel a queued or running node; its dependents are skipped. Returns False if it had finished."""
-        record = self._records[node_id]
-        if record.status in _FINAL:
+        slot = self._slots[node_id]
+        if slot.status in FINAL_STATUSES:
             return False
-        record.cancel_reason = reason
-        if record.scope is not None:
-            record.scope.cancel()
-        elif record.status == "queued":
+        slot.cancel_reason = reason
+        if slot.scope is not None:
+            slot.scope.cancel()
+        elif slot.status == "queued":
             # Not started, or waiting for a concurrency slot: finish it now; its task, if any, sees
             # the final status and returns.
-            self._finish(record, "cancelled", error=NodeError("cancelled", reason))
+            self._finish(slot, "cancelled", error=NodeError("cancelled", reason))
         return True
 
     def cancel_all(self, reason: str = "cancelled") -> None:
         """Cancel every unfinished node and close the execution."""
         self.accepting = False
-        for record in list(self._records.values()):
-            if record.status not in _FINAL:
-                record.interrupted = True
-                self.cancel(record.id, reason)
+        for slot in list(self._slots.values()):
+            if slot.status not in FINAL_STATUSES:
+                slot.interrupted = True
+                slot.snapshot = None
+                self.cancel(slot.node.id, reason)
 
     async def wait(self) -> None:
         """Wait until every node added so far has finished (nodes may still be added afterwards)."""
@@ -336,90 +243,97 @@ class Execution:
 
     def settle(self) -> None:
         """Record every unfinished node as cancelled (called when the execution closes)."""
-        for record in self._records.values():
-            if record.status not in _FINAL:
-                record.interrupted = True
-                record.status = "cancelled"
-                record.error = NodeError("cancelled", record.cancel_reason or "the execution was cancelled")
-                record.finished_at = self.now()
-                self._emit("cancelled", record)
+        for slot in self._slots.values():
+            if slot.status not in FINAL_STATUSES:
+                slot.interrupted = True
+                slot.status = "cancelled"
+                slot.error = NodeError("cancelled", slot.cancel_reason or "the execution was cancelled")
+                slot.finished_at = self.now()
+                slot.snapshot = None
+                self._emit("cancelled", slot)
 
     # -- running one node -------------------------------------------------------------------------
+
+    def _new_slot(self, node: Node) -> Slot:
+        if node.id in self._slots:
+            raise PlanError([PlanProblem(node.id, "duplicate_id", f"id {node.id} is already in this execution")])
+        dependencies = dependencies_of(node, self._slots)
+        missing = sorted(dependency for dependency in dependencies if dependency not in self._slots)
+        if missing:
+            message = "depends on node {}, not added yet"
+            raise PlanError([PlanProblem(node.id, "missing_reference", message.format(item)) for item in missing])
+        slot = Slot(node=node, dependencies=dependencies, queued_at=self.now())
+        self._slots[node.id] = slot
+        return slot
 
     def _tool_limit(self, tool: Tool) -> anyio.CapacityLimiter | None:
         try:
             return self._tool_limits[tool.name]
         except KeyError:
-            cap = self.executor.tool_concurrency.get(tool.name, tool.policy.max_concurrency)
+            cap = self.executor.limits.tool_concurrency.get(tool.name, tool.policy.max_concurrency)
             limit = anyio.CapacityLimiter(cap) if cap is not None else None
             self._tool_limits[tool.name] = limit
             return limit
 
-    async def _run_node(self, record: NodeRecord) -> None:
+    async def _run_node(self, slot: Slot) -> None:
         # A task that finishes a node goes on with one of the dependents it made ready and starts
         # tasks only for the others: chains run in one task, and a DAG spawns far fewer tasks.
-        next_record: NodeRecord | None = record
-        while next_record is not None:
-            ready = await self._run_limited(next_record)
+        next_slot: Slot | None = slot
+        while next_slot is not None:
+            ready = await self._run_limited(next_slot)
             for other in ready[1:]:
                 self._task_group.start_soon(self._run_node, other)
-            next_record = ready[0] if ready else None
+            next_slot = ready[0] if ready else None
 
-    async def _run_limited(self, record: NodeRecord) -> list[NodeRecord]:
-        tool = self.executor.tools[record.node.tool]
+    async def _run_limited(self, slot: Slot) -> list[Slot]:
+        tool = self.executor.tools[slot.node.tool]
         limits = [limit for limit in (self._global_limit, self._tool_limit(tool)) if limit is not None]
         if not limits:
-            return await self._call(record, tool)
+            return await self._call(slot, tool)
         async with AsyncExitStack() as stack:
             for limit in limits:
                 await stack.enter_async_context(limit)
-            return await self._call(record, tool)
+            return await self._call(slot, tool)
 
-    async def _call(self, record: NodeRecord, tool: Tool) -> list[NodeRecord]:
-        if record.status in _FINAL:  # cancelled while it waited for a concurrency slot
+    async def _call(self, slot: Slot, tool: Tool) -> list[Slot]:
+        if slot.status in FINAL_STATUSES:  # cancelled while it waited for a concurrency slot
             return []
-        record.status = "running"
-        record.started_at = self.now()
-        record.attempts = 1
-        self._emit("started", record)
-        backend = self.executor.backend
-        inputs = {dependency: self._records[dependency].output for dependency in record.dependencies}
-        arguments: dict[str, JsonValue] | None = None
-        if not (backend.by_reference and any(backend.keeps(value) for value in inputs.values())):
-            try:
-                arguments = resolve_references(record.node.arguments, inputs)
-            except InvalidReferenceError as error:
-                return self._finish(record, "failed", error=NodeError("invalid_reference", str(error)))
-        record.arguments = arguments
+        slot.status, slot.started_at, slot.attempts, slot.snapshot = "running", self.now(), 1, None
+        self._emit("running", slot)
+        inputs = {dependency: self._slots[dependency].output for dependency in slot.dependencies}
+        try:
+            slot.arguments, slot.snapshot = self.executor.backend.prepare(slot.node, inputs), None
+        except InvalidReferenceError as error:
+            return self._finish(slot, "failed", error=NodeError("invalid_reference", str(error)))
         policy = tool.policy
-        timeout = policy.timeout_s if policy.timeout_s is not None else self.executor.timeout_s
+        timeout = policy.timeout_s if policy.timeout_s is not None else self.executor.limits.timeout_s
         attempts = policy.retries + 1
         for attempt in range(1, attempts + 1):
-            record.attempts = attempt
+            slot.attempts, slot.snapshot = attempt, None
             # One cancel scope per attempt carries both the deadline and `cancel()`.
             with anyio.CancelScope(deadline=math.inf if timeout is None else anyio.current_time() + timeout) as scope:
-                record.scope = scope
+                slot.scope = scope
                 if attempt > 1:
                     await anyio.sleep(policy.backoff_s * 2 ** (attempt - 2))
                     if timeout is not None:
                         scope.deadline = anyio.current_time() + timeout
-                call = NodeCall(node=record.node, tool=tool, inputs=inputs, arguments=arguments, attempt=attempt)
-                failure = await self._attempt(record, call)
-            record.scope = None
-            if record.cancel_reason is not None:
-                return self._finish(record, "cancelled", error=NodeError("cancelled", record.cancel_reason))
+                call = NodeCall(node=slot.node, tool=tool, inputs=inputs, arguments=slot.arguments, attempt=attempt)
+                failure = await self._attempt(slot, call)
+            slot.scope = None
+            if slot.cancel_reason is not None:
+                return self._finish(slot, "cancelled", error=NodeError("cancelled", slot.cancel_reason))
             if scope.cancelled_caught:
                 failure = NodeError("timeout", f"tool {tool.name!r} did not finish within {timeout:g} s")
             if failure is None:
-                return self._finish(record, "done")
+                return self._finish(slot, "done")
             if attempt == attempts or failure.kind in ("invalid_arguments", "invalid_reference"):
-                return self._finish(record, "failed", error=failure)
-            self._emit("retrying", record, error=failure)
+                return self._finish(slot, "failed", error=failure)
+            self._emit("retrying", slot, error=failure)
         raise AssertionError("unreachable: the last attempt always finishes the node")
 
-    async def _attempt(self, record: NodeRecord, call: NodeCall) -> NodeError | None:
+    async def _attempt(self, slot: Slot, call: NodeCall) -> NodeError | None:
         try:
-            record.output = await self.executor.backend.call(call)
+            slot.output = await self.executor.backend.call(call)
         except ToolArgumentsError as error:
             return NodeError("invalid_arguments", str(error))
         except InvalidReferenceError as error:
@@ -430,42 +344,42 @@ class Execution:
 
     # -- state changes ------------------------------------------------------------------------------
 
-    def _finish(self, record: NodeRecord, status: NodeStatus, *, error: NodeError | None = None) -> list[NodeRecord]:
+    def _finish(self, slot: Slot, status: NodeStatus, *, error: NodeError | None = None) -> list[Slot]:
         """Record the node's end; return the dependents that became ready (only when it is done)."""
-        record.status = status
-        record.error = error
-        record.finished_at = self.now()
-        self._emit(_EVENT_OF[status], record, error=error)
+        slot.status, slot.error, slot.finished_at, slot.snapshot = status, error, self.now(), None
+        self._emit(status, slot, error=error)
         self._unfinished -= 1
         if self._unfinished == 0:
             self._idle.set()
-        dependents, record.dependents = record.dependents, []
-        ready: list[NodeRecord] = []
+        dependents, slot.dependents = slot.dependents, []
+        ready: list[Slot] = []
         for dependent in dependents:
-            if dependent.status in _FINAL:
+            if dependent.status in FINAL_STATUSES:
                 continue
             if status == "done":
                 dependent.waiting -= 1
                 if dependent.waiting == 0:
                     ready.append(dependent)
             else:
-                self._skip(dependent, record)
+                self._skip(dependent, slot)
         return ready
 
-    def _skip(self, record: NodeRecord, upstream: NodeRecord) -> None:
-        cause = upstream.error.cause if upstream.error and upstream.error.cause is not None else upstream.id
+    def _skip(self, slot: Slot, upstream: Slot) -> None:
+        cause = upstream.error.cause if upstream.error and upstream.error.cause is not None else upstream.node.id
         what = "was skipped" if upstream.status == "skipped" else upstream.status
-        message = f"node {upstream.id} {what}"
+        message = f"node {upstream.node.id} {what}"
         if upstream.error is not None and upstream.status != "skipped":
             message += f": {upstream.error.message}"
-        self._finish(record, "skipped", error=NodeError("dependency_failed", message, cause=cause))
+        self._finish(slot, "skipped", error=NodeError("dependency_failed", message, cause=cause))
 
-    def _emit(self, kind: NodeEventKind, record: NodeRecord, *, error: NodeError | None = None) -> None:
+    def _emit(self, kind: NodeEventKind, slot: Slot, *, error: NodeError | None = None) -> None:
         sinks = self._sinks
         if not sinks:
             return
-        duration = record.duration_s if kind in ("finished", "failed", "cancelled") else None
-        event = NodeEvent(kind, record.id, record.node.tool, self.now(), record.attempts, duration, error)
+        duration = None
+        if kind in ("done", "failed", "cancelled") and slot.started_at is not None and slot.finished_at is not None:
+            duration = slot.finished_at - slot.started_at
+        event = NodeEvent(kind, slot.node.id, slot.node.tool, self.now(), slot.attempts, duration, error)
         for sink in sinks:
             sink(event)
 

@@ -13,21 +13,23 @@ sequential calls.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import pydantic
 
+from agentdag.config import Limits
 from agentdag.errors import ModelError, PlanError
 from agentdag.events import EventSink
-from agentdag.executor import Execution, Executor, NodeRecord
+from agentdag.executor import Execution, Executor
 from agentdag.messages import Message, ModelRequest, ModelSettings
 from agentdag.models.base import Model
 from agentdag.plan import Node
+from agentdag.planning.prompts import describe_tools, first_dispatch, render_output
+from agentdag.records import NodeRecord
 from agentdag.result import RunResult, RunStatus
-from agentdag.toolsets.base import JsonValue, Tool
+from agentdag.toolsets.base import Tool
 from agentdag.toolsets.registry import ToolRegistry
 from agentdag.usage import RunMeter, metering
 
@@ -112,7 +114,7 @@ class ReActAgent:
         max_tokens: longest reply of one step, in tokens.
         temperature: sampling temperature (0, as the DAG planner's default; None: the backend's default).
         system_prompt: replaces the default instructions (the tool list is appended either way).
-        timeout_s: deadline of one tool call attempt for tools that set none.
+        limits: concurrency caps and the deadline of one tool call attempt (calls run one at a time anyway).
         on_event: callbacks that receive every node event.
     """
 
@@ -125,7 +127,7 @@ class ReActAgent:
         max_tokens: int = 512,
         temperature: float | None = 0.0,
         system_prompt: str | None = None,
-        timeout_s: float | None = 300.0,
+        limits: Limits | None = None,
         on_event: Sequence[EventSink] = (),
     ) -> None:
         if max_steps < 1:
@@ -136,8 +138,8 @@ class ReActAgent:
         self.settings = ModelSettings(
             max_tokens=max_tokens, temperature=temperature, json_schema=create_step_schema(self.tools)
         )
-        self.system_prompt = (system_prompt or _INSTRUCTIONS) + "\n\nTools:\n" + _describe_tools(self.tools)
-        self.executor = Executor(self.tools, timeout_s=timeout_s, on_event=on_event)
+        self.system_prompt = (system_prompt or _INSTRUCTIONS) + "\n\nTools:\n" + describe_tools(self.tools.values())
+        self.executor = Executor(self.tools, limits=limits, on_event=on_event)
 
     async def run(self, question: str, *, meter: RunMeter | None = None) -> RunResult:
         """Answer `question` one tool call at a time.
@@ -161,7 +163,7 @@ class ReActAgent:
             usage=meter.usage,
             wall_s=time.perf_counter() - started,
             error=error,
-            first_dispatch_s=_first_dispatch(execution, started),
+            first_dispatch_s=first_dispatch(execution.records.values(), started=started, opened=execution.opened),
         )
 
     async def _steps(self, messages: list[Message], meter: RunMeter) -> tuple[str | None, str | None, Execution]:
@@ -191,11 +193,6 @@ class ReActAgent:
         return answer, error, execution
 
 
-def _first_dispatch(execution: Execution, started: float) -> float | None:
-    starts = [record.started_at for record in execution.records.values() if record.started_at is not None]
-    return execution.opened - started + min(starts) if starts else None
-
-
 async def _call(execution: Execution, step: _CallStep) -> str:
     """Run one call as the next node of the execution and describe its outcome as an observation."""
     node = Node(id=len(execution.records) + 1, tool=step.tool, arguments=step.arguments, thought=step.thought or None)
@@ -205,23 +202,14 @@ async def _call(execution: Execution, step: _CallStep) -> str:
         problems = "; ".join(str(problem) for problem in error.problems)
         return f"Observation: error: the call was rejected and did not run ({problems}). Fix it and try again."
     await execution.wait()
-    return _observation(record)
+    return _observation(execution.records[record.id])
 
 
 def _observation(record: NodeRecord) -> str:
     if record.status == "done":
-        text = _to_text(record.output)
-        if len(text) > _OBSERVATION_CHARS:
-            text = text[:_OBSERVATION_CHARS] + f" ... [{len(text) - _OBSERVATION_CHARS} more characters]"
-        return f"Observation (call {record.id}): {text}"
+        return f"Observation (call {record.id}): {render_output(record.output, _OBSERVATION_CHARS)}"
     kind, message = (record.error.kind, record.error.message) if record.error else (record.status, record.status)
     return f"Observation (call {record.id}): error ({kind}): {message}"
-
-
-def _to_text(value: JsonValue) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _malformed_observation(error: pydantic.ValidationError) -> str:
@@ -234,14 +222,6 @@ def _malformed_observation(error: pydantic.ValidationError) -> str:
         '{"thought": "...", "action": "call", "tool": "<tool name>", "arguments": {...}} or '
         '{"thought": "...", "action": "finish", "answer": "..."}.'
     )
-
-
-def _describe_tools(tools: Mapping[str, Tool]) -> str:
-    lines = []
-    for name, item in tools.items():
-        schema = json.dumps(item.input_schema.get("properties", {}), ensure_ascii=False)
-        lines.append(f"- {name}: {item.description.strip()}\n  arguments: {schema}")
-    return "\n".join(lines)
 
 
 _INSTRUCTIONS = """\

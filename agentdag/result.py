@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agentdag.executor import NodeRecord
 from agentdag.messages import Usage
 from agentdag.plan import Node, PlanProblem
+from agentdag.records import NodeRecord
 from agentdag.toolsets.base import JsonValue
 
 __all__ = ["PlanDraft", "Replan", "RunResult", "RunStatus"]

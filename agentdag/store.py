@@ -19,20 +19,20 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agentdag.errors import AgentdagError
-from agentdag.events import NodeError, NodeEvent
-from agentdag.executor import Execution, NodeRecord, NodeStatus
+from agentdag.events import NodeError
 from agentdag.messages import Usage
-from agentdag.plan import Node, dependencies_of
+from agentdag.plan import Node
+from agentdag.records import NodeRecord, NodeStatus
 from agentdag.result import Replan, RunResult, RunStatus
 from agentdag.toolsets.base import JsonValue
 
-__all__ = ["NodeSaver", "RunStore", "RunStoreError", "SavedNode", "SavedRun"]
+__all__ = ["RunStore", "RunStoreError", "SavedNode", "SavedRun"]
 
 STATE_FILE = "run.sqlite"
 _SCHEMA_VERSION = 1
@@ -297,92 +297,6 @@ class RunStore:
             return dict(self._connection.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.Error as error:
             raise RunStoreError(f"{self.directory}: the run's state cannot be read: {error}") from None
-
-
-class NodeSaver:
-    """An event sink that saves each node to a store whenever its state changes.
-
-    Attach it to an execution (`Executor.open(on_event=[saver])`), then set `execution`. `round` is the
-    planning round that new nodes belong to.
-    """
-
-    def __init__(self, store: RunStore) -> None:
-        self.store = store
-        self.execution: Execution | None = None
-        self.round = 0
-        self._round_of: dict[int, int] = {}
-
-    def __call__(self, event: NodeEvent) -> None:
-        """Save the node the event is about."""
-        execution = self.execution
-        if execution is None:
-            return
-        if event.kind in ("started", "retrying"):
-            return  # a running node runs again on resume just as a queued one does: not worth a write
-        record = execution.records[event.node_id]
-        if record.status == "cancelled" and record.interrupted:
-            return  # cancelled because the run stopped, not on its own: a resumed run runs it again
-        backend = execution.executor.backend
-        if record.status == "done" and backend.by_reference and backend.keeps(record.output):
-            return  # its output lives on a cluster and ends with the backend: a resumed run runs it again
-        round_index = self._round_of.setdefault(event.node_id, self.round)
-        self.store.save_node(record, round_index=round_index)
-
-    def restore(self, execution: Execution, saved: SavedRun, nodes: Iterable[Node] | None = None) -> int:
-        """Put a saved run's finished nodes back into `execution` and add its other nodes to run again.
-
-        Args:
-            execution: the open execution of the resumed run.
-            saved: what the store holds.
-            nodes: the nodes to add (a fixed plan, validated by the caller); default: every saved node,
-                each validated as it is added. A saved node is restored only if it is the same node;
-                otherwise it runs.
-
-        Returns:
-            How many nodes were restored rather than run.
-        """
-        planned = list(nodes) if nodes is not None else [item.node for item in saved.nodes.values()]
-        restored: set[int] = set()
-        for node in _in_dependency_order(planned):
-            item = saved.nodes.get(node.id)
-            if item is not None:
-                self._round_of[node.id] = item.round
-            # Restored only if nothing it depends on runs again: a changed or unfinished upstream node
-            # would give it other inputs.
-            upstream = dependencies_of(node, saved.nodes)
-            if item is None or not item.kept or item.node != node or not upstream <= restored:
-                execution.add(node, check=nodes is None)  # a fixed plan was validated as a whole
-                continue
-            restored.add(node.id)
-            execution.restore(
-                node,
-                status=item.status,  # type: ignore[arg-type]  # `kept` means done, failed or cancelled
-                output=item.output,
-                error=item.error,
-                arguments=item.arguments,
-                attempts=item.attempts,
-            )
-        return len(restored)
-
-
-def _in_dependency_order(nodes: list[Node]) -> list[Node]:
-    """`nodes` with every node after those it depends on (ids need not grow along the dependencies)."""
-    known = {node.id for node in nodes}
-    placed: set[int] = set()
-    ordered: list[Node] = []
-    pending = nodes
-    while pending:
-        waiting = []
-        for node in pending:
-            if dependencies_of(node, known) <= placed:
-                ordered.append(node)
-                placed.add(node.id)
-            else:
-                waiting.append(node)
-        if len(waiting) == len(pending):  # a cycle or a missing node: let `add` report it
-            return ordered + waiting
-        pending = waiting
-    return ordered
 
 
 def _connect(path: Path) -> sqlite3.Connection:

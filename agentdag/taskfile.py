@@ -2,12 +2,12 @@
 
 A task file says what to do (`task`), which tools to offer, which model to use, and optionally a fixed
 `plan` that runs without a planner. Unknown keys are rejected so that a typo never passes silently.
+Turning a task file into a running agent is `agentdag.assembly`'s job; this module only reads it, and
+loads neither the planner nor the executor.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,29 +16,22 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentdag.backends.ray_config import RayConfig
+from agentdag.config import Limits, PlannerConfig
 from agentdag.errors import TaskFileError
-from agentdag.models.base import Model
 from agentdag.models.config import ModelConfig
 from agentdag.plan import Node
-from agentdag.planning import PlannerConfig
-from agentdag.scaling import BestOfNConfig, ScalingConfig, create_strategy
-from agentdag.toolsets.base import Tool
+from agentdag.scaling.config import BestOfNConfig, ScalingConfig
 from agentdag.toolsets.mcp_config import McpServerConfig
-from agentdag.toolsets.model import ModelTool
-from agentdag.toolsets.registry import import_tools
 
 __all__ = [
     "MODEL_TOOL",
     "CacheConfig",
-    "Limits",
     "LocalBackendConfig",
     "RayBackendConfig",
+    "RoleScaling",
     "TaskFile",
     "load_task_file",
-    "load_task_tools",
     "parse_task_file",
-    "resolve_servers",
-    "select_allowed_tools",
 ]
 
 MAX_TASK_FILE_BYTES = 1_000_000
@@ -48,20 +41,6 @@ MODEL_TOOL = "llm"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Limits(_Strict):
-    """Concurrency and time limits of a run.
-
-    Attributes:
-        max_concurrency: at most this many tool calls at once.
-        tool_concurrency: per-tool caps, by tool name.
-        timeout_s: deadline of one tool call attempt, for tools that set none.
-    """
-
-    max_concurrency: int | None = Field(default=None, ge=1)
-    tool_concurrency: dict[str, int] = Field(default_factory=dict)
-    timeout_s: float | None = Field(default=300.0, gt=0)
 
 
 class CacheConfig(_Strict):
@@ -113,11 +92,6 @@ class RoleScaling(_Strict):
             if any(isinstance(item, BestOfNConfig) and item.selector == "structure" for item in configs):
                 raise ValueError(f"{role}: selector `structure` ranks plans, so it applies to the planner only")
         return self
-
-    def wrap(self, role: str, model: Model) -> Model:
-        """`model` wrapped in the strategies configured for `role` ("planner", "joiner" or "tools")."""
-        config: ScalingConfig | list[ScalingConfig] | None = getattr(self, role)
-        return model if config is None else create_strategy(config, model)
 
 
 class TaskFile(_Strict):
@@ -338,54 +312,3 @@ def _line_of(root: yaml.Node | None, location: tuple[Any, ...]) -> int | None:
             break
         node = child
     return line
-
-
-def resolve_servers(task: TaskFile, *, base_dir: Path) -> list[McpServerConfig]:
-    """The task's MCP servers with their working folders made absolute against the task file's folder."""
-    return [
-        server.model_copy(update={"cwd": (base_dir / (server.cwd or ".")).resolve()}) if server.command else server
-        for server in task.mcp_servers
-    ]
-
-
-def load_task_tools(task: TaskFile, *, base_dir: Path, model: Model | None) -> list[Tool]:
-    """Import the tools a task file names; `llm` becomes a `ModelTool` over `model`.
-
-    Raises:
-        AgentdagError: a tool reference cannot be imported, or `llm` is listed without a model.
-    """
-    tools: list[Tool] = []
-    sys.path.insert(0, str(base_dir.resolve()))
-    try:
-        for reference in task.tools:
-            if reference == MODEL_TOOL:
-                if model is None:
-                    raise TaskFileError("the 'llm' tool needs a model, and none is open")
-                tools.append(ModelTool(model))
-            else:
-                tools.extend(import_tools(reference))
-    finally:
-        sys.path.remove(str(base_dir.resolve()))
-    return tools
-
-
-def select_allowed_tools(task: TaskFile, tools: Sequence[Tool]) -> list[Tool]:
-    """The tools the task's `allow_tools` lets the planner see and plans call; all of them without one.
-
-    Call it once every tool source is open: MCP servers tell their tools' names only after they start. A
-    plan (fixed, drafted or replanned) that names a tool left out is invalid, as for any unknown tool.
-
-    Raises:
-        TaskFileError: `allow_tools` names a tool that none of `tools` is.
-    """
-    if task.allow_tools is None:
-        return list(tools)
-    offered = {tool.name for tool in tools}
-    unknown = sorted(set(task.allow_tools) - offered)
-    if unknown:
-        raise TaskFileError(
-            f"allow_tools names {', '.join(map(repr, unknown))}, which no tool source offers "
-            f"(tools: {', '.join(sorted(offered)) or 'none'})"
-        )
-    allowed = set(task.allow_tools)
-    return [tool for tool in tools if tool.name in allowed]

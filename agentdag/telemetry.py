@@ -61,7 +61,7 @@ class OtelRecorder:
                 f"agentdag.{event.kind}", {"agentdag.round": event.round, "agentdag.detail": event.detail}
             )
             return
-        if event.kind == "started" and event.node_id not in self._nodes:
+        if event.kind == "running" and event.node_id not in self._nodes:
             self._nodes[event.node_id] = self._tracer.start_span(
                 f"execute_tool {event.tool}",
                 context=self._context,
@@ -75,11 +75,11 @@ class OtelRecorder:
         elif event.kind == "retrying" and event.node_id in self._nodes:
             message = event.error.message if event.error else ""
             self._nodes[event.node_id].add_event("agentdag.retrying", {"agentdag.error": message})
-        elif event.kind in ("finished", "failed", "cancelled"):
+        elif event.kind in ("done", "failed", "cancelled"):
             span = self._nodes.pop(event.node_id, None)
             if span is None:
                 return
-            if event.kind != "finished":
+            if event.kind != "done":
                 kind = event.error.kind if event.error else event.kind
                 span.set_attribute("error.type", kind)
                 span.set_status(

@@ -4,7 +4,7 @@ Every `agentdag run` writes one (unless `--no-trace`), and `agentdag trace show 
 
     {"type": "header", "version": 1, "task": "...", "task_file": "...", "tools": [...], "started_at": "..."}
     {"type": "run", "kind": "planning", "time": 0.01, "round": 0, "detail": "attempt 1"}
-    {"type": "node", "kind": "started", "time": 0.42, "node_id": 1, "tool": "calculate", "attempt": 1, ...}
+    {"type": "node", "kind": "running", "time": 0.42, "node_id": 1, "tool": "calculate", "attempt": 1, ...}
     {"type": "result", "status": "done", "answer": ..., "usage": {...}, "nodes": [...], ...}
 
 Node event times count from the opening of the execution, run event times from the start of the run.

@@ -36,15 +36,6 @@ STATUS_STYLE = {
     "skipped": "magenta",
     "cancelled": "dim red",
 }
-_STATUS_OF_EVENT = {
-    "queued": "queued",
-    "started": "running",
-    "retrying": "retrying",
-    "finished": "done",
-    "failed": "failed",
-    "skipped": "skipped",
-    "cancelled": "cancelled",
-}
 _LOG_LINES = 8
 
 
@@ -97,11 +88,11 @@ class RunView:
 
     def _on_node(self, event: NodeEvent) -> None:
         row = self.rows.setdefault(event.node_id, _Row(event.tool))
-        row.status = _STATUS_OF_EVENT[event.kind]
+        row.status = event.kind  # the events are named after the statuses they lead to ("retrying" too)
         row.attempt = max(row.attempt, event.attempt)
-        if event.kind == "started":
+        if event.kind == "running":
             row.started = time.perf_counter()
-            # The node's tool runs in the task that emits "started": model usage from that task is the node's.
+            # The node's tool runs in the task that emits "running": model usage from that task is the node's.
             self._node_of_task[_current_task_id()] = event.node_id
         if event.duration_s is not None:
             row.duration_s = event.duration_s

@@ -99,7 +99,7 @@ async def _time_resume(nodes: int, sleep_ms: float, folder: Path) -> dict[str, f
     half = anyio.Event()
 
     def watch(event: Event) -> None:
-        if isinstance(event, NodeEvent) and event.kind == "finished":
+        if isinstance(event, NodeEvent) and event.kind == "done":
             finished.append(event.node_id)
             if len(finished) >= nodes // 2:
                 half.set()

@@ -25,8 +25,8 @@ from agentdag.tools.search_index import SearchIndex, SimulatedLatency
 from rich.table import Table
 
 from agentdag.agent import Agent
+from agentdag.config import PlannerConfig
 from agentdag.models import Model, ModelConfig, open_model
-from agentdag.planning import PlannerConfig
 from agentdag.react import ReActAgent
 from agentdag.result import RunResult
 from agentdag.usage import RunMeter

@@ -29,9 +29,9 @@ import anyio
 from agentdag.tools.workspace import run_command
 
 from agentdag.agent import Agent
+from agentdag.config import PlannerConfig
 from agentdag.models import ModelConfig, open_model
 from agentdag.models.base import Model
-from agentdag.planning import PlannerConfig
 from agentdag.react import ReActAgent
 from agentdag.result import RunResult
 from agentdag.toolsets.mcp import McpToolset

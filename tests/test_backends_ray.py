@@ -29,7 +29,8 @@ from support import append_line, lines, until
 
 from agentdag.backends import NodeCall
 from agentdag.backends.ray import RayBackend, RayConfig, RayResources
-from agentdag.cli import EXIT_BAD_INPUT, main
+from agentdag.cli import main
+from agentdag.cli.output import EXIT_BAD_INPUT
 from agentdag.errors import AgentdagError, ToolError
 from agentdag.executor import Executor
 from agentdag.plan import Node
@@ -180,7 +181,7 @@ async def test_large_outputs_stay_in_the_object_store_and_reach_dependents_by_re
     assert kept["bytes"] > ray_backend.config.inline_bytes
     assert kept["preview"].startswith('{"items":[0,1,2,3')
     assert len(json.dumps(kept)) < 400
-    assert ray_backend.keeps(kept)
+    assert not ray_backend.durable(kept)
     assert await ray_backend.fetch(kept) == {"items": list(range(30_000))}
     # Dependents got the value on their worker; the driver never resolved their arguments.
     assert result.records[2].output == sum(range(30_000))
@@ -189,8 +190,8 @@ async def test_large_outputs_stay_in_the_object_store_and_reach_dependents_by_re
     # A tool that cannot travel runs here and gets the value fetched from the object store.
     assert result.records[4].output == {"pid": os.getpid(), "length": 30_000}
     # Small outputs travel inline, and look-alikes of a placeholder are not taken for one.
-    assert not ray_backend.keeps(result.records[2].output)
-    assert not ray_backend.keeps({"$ray": "00" * 28, "bytes": 1, "preview": ""})
+    assert ray_backend.durable(result.records[2].output)
+    assert ray_backend.durable({"$ray": "00" * 28, "bytes": 1, "preview": ""})
     assert await ray_backend.fetch({"$ray": "x"}) == {"$ray": "x"}
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from agentdag.agent import Agent
+from agentdag.assembly import apply_scaling, load_task_tools
 from agentdag.cli import main
 from agentdag.errors import ModelError
 from agentdag.messages import ModelRequest
 from agentdag.models.function import FunctionModel
-from agentdag.taskfile import load_task_file, load_task_tools
+from agentdag.taskfile import load_task_file
 from agentdag.trace import read_trace
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -61,7 +62,7 @@ def test_code_fix_patches_a_copy_and_the_tests_pass(capsys: pytest.CaptureFixtur
         "tests_passed_after": True,
     }
     assert program.read_bytes() == before  # the server worked on a temporary copy
-    started = [line["node_id"] for line in read_trace(trace).events if line["kind"] == "started"]
+    started = [line["node_id"] for line in read_trace(trace).events if line["kind"] == "running"]
     assert started.index(3) > max(started.index(1), started.index(2))  # the patch waited for read and test
 
 
@@ -125,7 +126,7 @@ def test_scaling_answer_stops_when_a_window_of_samples_agrees() -> None:
     task = load_task_file(EXAMPLES / "scaling_answer.yaml")
     replies = iter(["44", "43", "44", "44", "44", "44", "12", "12", "12"])
     model = FunctionModel(lambda request: next(replies))
-    tools = load_task_tools(task, base_dir=EXAMPLES, model=task.scaling.wrap("tools", model))
+    tools = load_task_tools(task, base_dir=EXAMPLES, model=apply_scaling(task.scaling, "tools", model))
     assert task.plan is not None
     result = anyio.run(lambda: Agent(tools=tools).run_plan(task.plan or [], answer=task.answer))
     assert result.status == "done"

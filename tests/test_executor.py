@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from support import append_line, until
 
 from agentdag.backends import Backend, LocalBackend
+from agentdag.config import Limits
 from agentdag.errors import PlanError
 from agentdag.events import NodeEvent
 from agentdag.executor import Execution, Executor
@@ -111,10 +112,10 @@ def peak_running(events: Iterable[NodeEvent]) -> int:
     """The most nodes that ran at once, by the executor's events (a tool runs between these events)."""
     running = peak = 0
     for event in events:
-        if event.kind == "started":
+        if event.kind == "running":
             running += 1
             peak = max(peak, running)
-        elif event.kind in ("finished", "failed", "cancelled"):
+        elif event.kind in ("done", "failed", "cancelled"):
             running -= 1
     return peak
 
@@ -140,8 +141,8 @@ async def test_independent_nodes_overlap_and_dependents_start_after_their_inputs
         assert "end b" not in gate.lines()
         gate.open("b")
     kinds = [(event.kind, event.node_id) for event in events]
-    assert kinds.index(("started", 2)) < kinds.index(("finished", 1))
-    assert kinds.index(("finished", 1)) < kinds.index(("started", 3)) < kinds.index(("finished", 2))
+    assert kinds.index(("running", 2)) < kinds.index(("done", 1))
+    assert kinds.index(("done", 1)) < kinds.index(("running", 3)) < kinds.index(("done", 2))
     assert execution.records[3].output == "a"
 
 
@@ -182,7 +183,8 @@ async def test_executor_default_timeout_applies_to_tools_without_one(backend: Ba
     async def slow() -> None:
         await anyio.sleep_forever()
 
-    result = await Executor(ToolRegistry([slow]), timeout_s=short_timeout, backend=backend).run([node(1, "slow")])
+    executor = Executor(ToolRegistry([slow]), limits=Limits(timeout_s=short_timeout), backend=backend)
+    result = await executor.run([node(1, "slow")])
     assert result.records[1].error is not None and result.records[1].error.kind == "timeout"
 
 
@@ -273,7 +275,10 @@ async def test_global_concurrency_limit_holds(backend: Backend) -> None:
     events: list[NodeEvent] = []
     nodes = [node(index, "work", index=index) for index in range(1, 21)]
     executor = Executor(
-        ToolRegistry([_working_tool("work")]), max_concurrency=3, on_event=[events.append], backend=backend
+        ToolRegistry([_working_tool("work")]),
+        limits=Limits(max_concurrency=3),
+        on_event=[events.append],
+        backend=backend,
     )
     result = await executor.run(nodes)
     assert result.succeeded
@@ -288,7 +293,8 @@ async def test_per_tool_limit_from_policy_and_from_executor_override(backend: Ba
     assert (await Executor(limited, on_event=[events.append], backend=backend).run(nodes)).succeeded
     assert peak_running(events) == 2
     events.clear()
-    executor = Executor(limited, tool_concurrency={"limited": 1}, on_event=[events.append], backend=backend)
+    one_at_a_time = Limits(tool_concurrency={"limited": 1})
+    executor = Executor(limited, limits=one_at_a_time, on_event=[events.append], backend=backend)
     assert (await executor.run(nodes)).succeeded
     assert peak_running(events) == 1
 
@@ -314,7 +320,7 @@ async def test_cancelling_a_running_node_skips_its_dependents(backend: Backend, 
 @pytest.mark.asyncio
 async def test_cancelling_a_node_waiting_for_a_slot_finishes_it_at_once(backend: Backend, tmp_path: Path) -> None:
     gate = Gate(tmp_path)
-    executor = Executor(ToolRegistry(make_tools(tmp_path)), max_concurrency=1, backend=backend)
+    executor = Executor(ToolRegistry(make_tools(tmp_path)), limits=Limits(max_concurrency=1), backend=backend)
     async with executor.open() as execution:
         execution.add(node(1, "wait", name="first"))
         execution.add(node(2, "wait", name="second"))
@@ -486,17 +492,20 @@ def test_every_node_runs_exactly_once_after_all_its_dependencies(backend: Backen
     def check(dag: list[Node], concurrency: int | None) -> None:
         events: list[NodeEvent] = []
         executor = Executor(
-            ToolRegistry([record]), max_concurrency=concurrency, on_event=[events.append], backend=backend
+            ToolRegistry([record]),
+            limits=Limits(max_concurrency=concurrency),
+            on_event=[events.append],
+            backend=backend,
         )
         result = anyio.run(executor.run, dag)
         assert result.succeeded
         assert result.outputs == {item.id: item.id for item in dag}
-        started = [event.node_id for event in events if event.kind == "started"]
+        started = [event.node_id for event in events if event.kind == "running"]
         assert sorted(started) == [item.id for item in dag]
         position = {(event.kind, event.node_id): place for place, event in enumerate(events)}
         for item in dag:
             for parent in item.depends_on:
-                assert position["finished", parent] < position["started", item.id]
+                assert position["done", parent] < position["running", item.id]
 
     check()
 
@@ -506,5 +515,5 @@ async def test_started_events_carry_the_first_attempt_number(backend: Backend, t
     events: list[NodeEvent] = []
     tools = ToolRegistry(make_tools(tmp_path))
     await Executor(tools, on_event=[events.append], backend=backend).run([node(1, "echo", value=1)])
-    started = [event for event in events if event.kind == "started"]
+    started = [event for event in events if event.kind == "running"]
     assert [event.attempt for event in started] == [1]

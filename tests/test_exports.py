@@ -6,12 +6,12 @@ import agentdag
 
 PUBLIC = {
     "Agent", "AgentdagError", "Backend", "Completion", "Execution", "ExecutionResult", "Executor", "FunctionModel",
-    "FunctionTool", "InvalidReferenceError", "LocalBackend", "Message", "Model", "ModelConfig", "ModelError",
-    "ModelRequest", "ModelResponse", "ModelSettings", "ModelTool", "Node", "NodeCall", "NodeError", "NodeEvent",
-    "NodeRecord", "OpenAIModel", "Plan", "PlanDraft", "PlanError", "PlanProblem", "PlannerConfig", "ReActAgent",
-    "Replan", "RunEvent", "RunMeter", "RunResult", "TaskFile", "TaskFileError", "Tool", "ToolArgumentsError",
-    "ToolError", "ToolPolicy", "ToolRegistry", "Usage", "WrapperModel", "load_task_file", "open_model", "tool",
-    "validate_plan",
+    "FunctionTool", "InvalidReferenceError", "Limits", "LocalBackend", "Message", "Model", "ModelConfig",
+    "ModelError", "ModelRequest", "ModelResponse", "ModelSettings", "ModelTool", "Node", "NodeCall", "NodeError",
+    "NodeEvent", "NodeRecord", "OpenAIModel", "Plan", "PlanDraft", "PlanError", "PlanProblem", "PlannerConfig",
+    "ReActAgent", "Replan", "RunEvent", "RunMeter", "RunResult", "TaskFile", "TaskFileError", "Tool",
+    "ToolArgumentsError", "ToolError", "ToolPolicy", "ToolRegistry", "Usage", "WrapperModel", "load_task_file",
+    "open_agent", "open_model", "tool", "validate_plan",
 }  # fmt: skip
 
 

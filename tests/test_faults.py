@@ -367,7 +367,7 @@ def gated_stream(first_node_done: anyio.Event, then: str) -> AsyncIterator[bytes
 
 def watch_node_one(done: anyio.Event) -> Callable[[Event], None]:
     def sink(event: Event) -> None:
-        if not isinstance(event, RunEvent) and event.kind == "finished" and event.node_id == 1:
+        if not isinstance(event, RunEvent) and event.kind == "done" and event.node_id == 1:
             done.set()
 
     return sink

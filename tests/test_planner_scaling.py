@@ -146,7 +146,7 @@ async def test_the_winning_plan_starts_the_moment_the_vote_is_decided() -> None:
         return winner
 
     def watch(event: Event) -> None:
-        if isinstance(event, NodeEvent) and event.kind == "started":
+        if isinstance(event, NodeEvent) and event.kind == "running":
             started.set()
 
     model = FunctionModel(reply)
@@ -194,7 +194,8 @@ TASK = "task: What is 2 + 3, and 4 + 5?\ntools: [agentdag.tools.calculator:TOOLS
 
 async def _record(cassette: Path, task_file: Path, planner_replies: list[str]) -> None:
     """Record the replies the planner and the joiner give for the task file, as `run` and `plan` ask."""
-    from agentdag.taskfile import load_task_file, load_task_tools
+    from agentdag.assembly import load_task_tools
+    from agentdag.taskfile import load_task_file
 
     task = load_task_file(task_file)
     replies = iter(planner_replies * 2)

@@ -117,7 +117,7 @@ async def test_streamed_node_starts_before_the_planner_finishes() -> None:
 
     def release_on_start(event: Event) -> None:
         events.append(event)
-        if isinstance(event, NodeEvent) and event.kind == "finished" and event.node_id == 1:
+        if isinstance(event, NodeEvent) and event.kind == "done" and event.node_id == 1:
             gate.set()
 
     text = plan(
@@ -129,7 +129,7 @@ async def test_streamed_node_starts_before_the_planner_finishes() -> None:
     assert result.status == "done"
     kinds = [(type(event).__name__, event.kind) for event in events]
     # Node 1 started and finished while the planner was still streaming (its "planned" event comes later).
-    assert kinds.index(("NodeEvent", "finished")) < kinds.index(("RunEvent", "planned"))
+    assert kinds.index(("NodeEvent", "done")) < kinds.index(("RunEvent", "planned"))
     assert result.first_dispatch_s is not None
     assert result.records[2].arguments == {"query": {"query": "first", "hits": ["first result"], "length": 5}}
 

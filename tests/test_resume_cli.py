@@ -18,10 +18,11 @@ import anyio
 import pytest
 
 from agentdag import Agent, FunctionModel
+from agentdag.assembly import load_task_tools
 from agentdag.messages import ModelRequest
 from agentdag.models import CassetteModel
 from agentdag.schemas import JOINER_SCHEMA
-from agentdag.taskfile import load_task_file, load_task_tools
+from agentdag.taskfile import load_task_file
 
 TOOLS = '''
 """Tools that leave one file per call in calls/, so a test can count calls across processes."""

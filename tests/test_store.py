@@ -14,8 +14,9 @@ import pytest
 from agentdag import Agent, Executor, FunctionModel, LocalBackend, Node, tool
 from agentdag.events import Event, NodeEvent
 from agentdag.messages import ModelRequest
+from agentdag.saving import NodeSaver
 from agentdag.schemas import JOINER_SCHEMA
-from agentdag.store import NodeSaver, RunStore, RunStoreError
+from agentdag.store import RunStore, RunStoreError
 from agentdag.toolsets import Tool, ToolRegistry
 
 TASK = "Fetch a and b, wait for c, then combine them."
@@ -35,7 +36,7 @@ class Calls:
         self.ended = anyio.Event()
 
     def watch(self, event: Event) -> None:
-        if isinstance(event, NodeEvent) and event.kind in ("finished", "failed"):
+        if isinstance(event, NodeEvent) and event.kind in ("done", "failed"):
             self.waiting_for.discard(event.node_id)
             if not self.waiting_for:
                 self.ended.set()
@@ -305,10 +306,9 @@ async def test_a_node_cancelled_by_choice_stays_cancelled_on_resume(tmp_path: Pa
             skipped.set()
 
     with RunStore.create(tmp_path / "run", task=TASK) as store:
-        saver = NodeSaver(store)
         with anyio.CancelScope() as scope:
-            async with executor.open(on_event=[saver, watch]) as execution:
-                saver.execution = execution
+            async with executor.open(on_event=[watch]) as execution:
+                NodeSaver(store, execution)
                 for item in nodes:
                     execution.add(item)
                 await calls.gate_started.wait()
@@ -324,10 +324,8 @@ async def test_a_node_cancelled_by_choice_stays_cancelled_on_resume(tmp_path: Pa
     calls.release.set()
     calls.log.clear()
     with RunStore.open(tmp_path / "run") as store:
-        saver = NodeSaver(store)
-        async with executor.open(on_event=[saver]) as execution:
-            saver.execution = execution
-            assert saver.restore(execution, store.load()) == 1
+        async with executor.open() as execution:
+            assert NodeSaver(store, execution).restore(store.load()) == 1
     assert {node_id: record.status for node_id, record in execution.records.items()} == {
         1: "cancelled",
         2: "skipped",
@@ -339,10 +337,8 @@ async def test_a_node_cancelled_by_choice_stays_cancelled_on_resume(tmp_path: Pa
 class KeepingBackend(LocalBackend):
     """A backend that, like Ray's, keeps some outputs elsewhere: those marked `{"kept": ...}`."""
 
-    by_reference = True
-
-    def keeps(self, output: object) -> bool:
-        return isinstance(output, dict) and "kept" in output
+    def durable(self, output: object) -> bool:
+        return not (isinstance(output, dict) and "kept" in output)
 
 
 @pytest.mark.asyncio
@@ -354,9 +350,8 @@ async def test_an_output_a_backend_keeps_elsewhere_is_not_saved_as_finished(tmp_
 
     executor = Executor(ToolRegistry([handle, *Calls().tools()]), backend=KeepingBackend())
     with RunStore.create(tmp_path / "run", task=TASK) as store:
-        saver = NodeSaver(store)
-        async with executor.open(on_event=[saver]) as execution:
-            saver.execution = execution
+        async with executor.open() as execution:
+            NodeSaver(store, execution, durable=executor.backend.durable)
             execution.add(Node(id=1, tool="handle"))
             execution.add(Node(id=2, tool="fetch", arguments={"name": "a"}))
         saved = store.load()

@@ -8,10 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentdag import Agent, FunctionModel, tool
+from agentdag.assembly import apply_scaling, select_allowed_tools
 from agentdag.errors import TaskFileError
 from agentdag.messages import ModelRequest
 from agentdag.schemas import JOINER_SCHEMA
-from agentdag.taskfile import load_task_file, parse_task_file, select_allowed_tools
+from agentdag.taskfile import load_task_file, parse_task_file
 from agentdag.toolsets.model import ModelTool
 
 MALFORMED = {
@@ -100,8 +101,8 @@ async def test_scaling_wraps_the_configured_roles_only() -> None:
     text = "task: x\nscaling:\n  joiner: {strategy: best_of_n, n: 3}\n  tools: [{strategy: single}]\n"
     task = parse_task_file(text)
     base = FunctionModel(lambda request: "The answer is 42.")
-    joiner = task.scaling.wrap("joiner", base)
-    assert task.scaling.wrap("planner", base) is base
+    joiner = apply_scaling(task.scaling, "joiner", base)
+    assert apply_scaling(task.scaling, "planner", base) is base
     response = await joiner.request(ModelRequest(messages=(Message("user", "q"),)))
     assert len(base.requests) == 3  # three samples drawn for best-of-3
     assert "42" in response.text

@@ -12,10 +12,10 @@ from opentelemetry.context import Context
 
 from agentdag.agent import Agent
 from agentdag.cli import main
+from agentdag.config import PlannerConfig
 from agentdag.errors import ToolError
 from agentdag.models.function import FunctionModel
 from agentdag.plan import Node
-from agentdag.planning import PlannerConfig
 from agentdag.telemetry import OtelRecorder, otel_enabled
 from agentdag.toolsets.function import tool
 
@@ -139,7 +139,7 @@ def test_a_run_that_never_finished_still_ends_its_spans() -> None:
     recorder = OtelRecorder(tracer_provider=provider)
     from agentdag.events import NodeEvent
 
-    recorder(NodeEvent("started", 1, "slow", 0.0, 1))
+    recorder(NodeEvent("running", 1, "slow", 0.0, 1))
     recorder.finish(None, error="interrupted")
     run, node = provider.tracer.spans
     assert node.ended and run.ended

@@ -30,8 +30,8 @@ def test_a_run_writes_a_trace_under_runs_by_default(capsys: pytest.CaptureFixtur
     assert trace.header["tools"] == ["calculate"]
     assert trace.header["started_at"]
     kinds = [(line["type"], line["kind"], line["node_id"]) for line in trace.events]
-    assert ("node", "started", 1) in kinds
-    assert ("node", "finished", 4) in kinds
+    assert ("node", "running", 1) in kinds
+    assert ("node", "done", 4) in kinds
     assert all(isinstance(line["time"], float) for line in trace.events)
     assert trace.result["status"] == "done"
     assert trace.result["answer"] == "The three areas add up to 43.982297150257104."

@@ -57,10 +57,10 @@ def test_the_view_follows_events_and_renders_them() -> None:
     view(RunEvent("planning", 0.01, 0, "attempt 1"))
     view(NodeEvent("queued", 1, "search", 0.1))
     view(NodeEvent("queued", 2, "search", 0.1))
-    view(NodeEvent("started", 1, "search", 0.2, 1))
-    view(NodeEvent("started", 2, "search", 0.2, 1))
+    view(NodeEvent("running", 1, "search", 0.2, 1))
+    view(NodeEvent("running", 2, "search", 0.2, 1))
     view(NodeEvent("retrying", 2, "search", 0.3, 1, error=NodeError("timeout", "slow")))
-    view(NodeEvent("finished", 1, "search", 0.5, 1, 0.3))
+    view(NodeEvent("done", 1, "search", 0.5, 1, 0.3))
     view(NodeEvent("failed", 2, "search", 0.9, 2, 0.7, NodeError("tool_error", "boom")))
     view(NodeEvent("skipped", 3, "calc", 0.9, 0, None, NodeError("dependency_failed", "node 2 failed", cause=2)))
     view(RunEvent("joining", 1.0, 0))
@@ -154,7 +154,7 @@ def test_long_outputs_are_cut_to_the_line() -> None:
 
 def test_the_view_works_outside_an_event_loop() -> None:
     view = RunView()
-    view(NodeEvent("started", 1, "t", 0.0, 1))
+    view(NodeEvent("running", 1, "t", 0.0, 1))
     view.count_usage("tools", Usage(calls=1, prompt_tokens=1, completion_tokens=1))
     assert view.tokens["tools"] == 2
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from agentdag.plan import Node
+from agentdag.references import resolve_references
 from agentdag.toolsets.base import JsonValue, Tool
 
 __all__ = ["Backend", "LocalBackend", "NodeCall"]
@@ -30,8 +31,8 @@ class NodeCall:
         node: the node, with its arguments as planned (references unresolved).
         tool: the tool it calls.
         inputs: the outputs of the nodes it depends on, by id.
-        arguments: the arguments with references resolved, or None when an input is an output the
-            backend keeps elsewhere (see `Backend.keeps`), so that only the backend can resolve them.
+        arguments: the arguments as the backend prepared them (`Backend.prepare`): resolved, or None when
+            only the backend can resolve them where the call runs.
         attempt: 1 for the first attempt, 2 for the first retry, and so on.
     """
 
@@ -45,13 +46,14 @@ class NodeCall:
 class Backend(ABC):
     """Runs ready nodes. Subclasses implement `call`.
 
+    A backend that keeps outputs where they were made (a cluster's object store) hands the executor a
+    small placeholder instead; `prepare`, `durable` and `fetch` are the only places that know it.
+
     Attributes:
         name: a short name for reports (`local`, `ray`).
-        by_reference: whether some outputs stay where they were made, as handles that `keeps` knows.
     """
 
     name: str = "backend"
-    by_reference: bool = False
 
     async def __aenter__(self) -> Self:
         """Acquire what the backend needs (a cluster connection, workers); nothing by default."""
@@ -70,13 +72,24 @@ class Backend(ABC):
             Exception: any other failure of the tool; the executor records it and may retry.
         """
 
-    def keeps(self, output: JsonValue) -> bool:
-        """Whether `output` is a handle to an output this backend keeps elsewhere."""
+    def prepare(self, node: Node, inputs: Mapping[int, JsonValue]) -> dict[str, JsonValue] | None:
+        """The node's arguments with references resolved against `inputs` (its dependencies' outputs).
+
+        A backend that keeps some inputs elsewhere returns None, and resolves them where the call runs.
+
+        Raises:
+            InvalidReferenceError: a reference names a missing node or field (the node fails, no retry).
+        """
+        resolved: dict[str, JsonValue] = resolve_references(node.arguments, inputs)
+        return resolved
+
+    def durable(self, output: JsonValue) -> bool:
+        """Whether `output` is the value itself, which outlives the backend (saved state may keep it)."""
         del output
-        return False
+        return True
 
     async def fetch(self, output: JsonValue) -> JsonValue:
-        """The full value of a node's output: `output` itself unless it is a handle that `keeps` knows."""
+        """The full value of a node's output: `output` itself unless the backend keeps it elsewhere."""
         return output
 
 

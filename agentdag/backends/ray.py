@@ -15,6 +15,9 @@ Where each node runs:
   of its own, whose actors hold those resources. Each actor opens its own MCP sessions;
 * any other tool (the `llm` model tool, wrappers): in this process, as the local backend would.
 
+A tool says how it travels (`Tool.remote`: a spec that rebuilds it on a worker, with whether it blocks a
+thread and which MCP session it needs); the backend never looks at a tool's class.
+
 An output larger than `RayConfig.inline_bytes` (as JSON) stays in Ray's object store. The node's
 record then holds a small JSON placeholder, `{"$ray": <object id>, "bytes": N, "preview": "..."}`, which
 traces and the joiner see; dependents receive the value itself on their worker, and `fetch` returns it
@@ -31,8 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Self
@@ -43,10 +45,9 @@ import anyio.to_thread
 from agentdag.backends.base import Backend, NodeCall
 from agentdag.backends.ray_config import RayConfig, RayResources
 from agentdag.errors import AgentdagError, ToolError
+from agentdag.plan import Node
 from agentdag.references import find_references, resolve_references
-from agentdag.toolsets.base import JsonValue, Tool
-from agentdag.toolsets.function import FunctionTool
-from agentdag.toolsets.mcp import McpTool
+from agentdag.toolsets.base import JsonValue, RemoteSpec, Tool
 
 if TYPE_CHECKING:
     from agentdag.backends.ray_worker import NodeJob
@@ -97,7 +98,6 @@ class RayBackend(Backend):
     """
 
     name = "ray"
-    by_reference = True
 
     def __init__(self, config: RayConfig | None = None) -> None:
         self.config = config or RayConfig()
@@ -105,7 +105,7 @@ class RayBackend(Backend):
         self._worker: ModuleType | None = None
         self._connected = False
         self._kept: dict[str, Any] = {}
-        self._shipped: dict[Tool, tuple[list[Any], Any]] = {}
+        self._shipped: dict[Tool, tuple[list[Any], RemoteSpec]] = {}
         self._pools: dict[str, _ActorPool] = {}
 
     async def __aenter__(self) -> Self:
@@ -154,16 +154,22 @@ class RayBackend(Backend):
         """Run one attempt of the node on the cluster (or here, for tools that cannot travel)."""
         if self._ray is None:
             raise AgentdagError("open the RayBackend (`async with RayBackend(...)`) before running nodes on it")
-        tool = call.tool
-        if isinstance(tool, FunctionTool) and not tool.is_async:
+        spec = call.tool.remote()
+        if spec is None:
+            return await self._call_here(call)
+        if spec.blocking:
             return await self._call_function(call)
-        if isinstance(tool, FunctionTool | McpTool):
-            return await self._call_actor(call)
-        return await self._call_here(call)
+        return await self._call_actor(call, spec)
 
-    def keeps(self, output: JsonValue) -> bool:
-        """Whether `output` is the placeholder of an output this backend keeps in the object store."""
-        return self._kept_ref(output) is not None
+    def prepare(self, node: Node, inputs: Mapping[int, JsonValue]) -> dict[str, JsonValue] | None:
+        """The resolved arguments, or None when an input stays in the object store (the worker resolves them)."""
+        if any(self._kept_ref(value) is not None for value in inputs.values()):
+            return None
+        return super().prepare(node, inputs)
+
+    def durable(self, output: JsonValue) -> bool:
+        """False for the placeholder of an output kept in the object store: it ends with the backend."""
+        return self._kept_ref(output) is None
 
     async def fetch(self, output: JsonValue) -> JsonValue:
         """The full value of a node's output, from the object store if the backend keeps it.
@@ -191,13 +197,15 @@ class RayBackend(Backend):
         outcome_ref, value_ref = remote.remote(box, job, *kept)
         return await self._outcome(outcome_ref, value_ref, tool=call.tool.name, on_actor=False)
 
-    async def _call_actor(self, call: NodeCall) -> JsonValue:
+    async def _call_actor(self, call: NodeCall, spec: RemoteSpec) -> JsonValue:
         assert self._ray is not None
-        box, spec = self._ship(call.tool)
+        box, _ = self._ship(call.tool)
         pool = self._pool(call.tool.name)
         actor = pool.pick()
-        if isinstance(call.tool, McpTool) and spec.key not in actor.sessions:
-            actor.sessions[spec.key] = actor.handle.serve.remote(spec.key, spec.server)
+        session = spec.session
+        if session is not None and session[0] not in actor.sessions:
+            key, server = session
+            actor.sessions[key] = actor.handle.serve.remote(key, server)
         job, kept = self._job(call)
         actor.in_flight += 1
         try:
@@ -292,24 +300,16 @@ class RayBackend(Backend):
         )
         return job, kept_refs
 
-    def _spec(self, tool: FunctionTool | McpTool) -> Any:
-        assert self._worker is not None
-        if isinstance(tool, FunctionTool):
-            return self._worker.FunctionSpec.of(tool)
-        server = tool.toolset.config
-        key = hashlib.sha256(server.model_dump_json().encode()).hexdigest()[:16]
-        return self._worker.McpSpec(server=server, key=key, remote_name=tool.remote_name)
-
-    def _ship(self, tool: Tool) -> tuple[list[Any], Any]:
-        """The tool's spec, and a one-item list with its object ref; the spec is put once per tool.
+    def _ship(self, tool: Tool) -> tuple[list[Any], RemoteSpec]:
+        """A one-item list with the object ref of the tool's spec, and the spec; put once per tool.
 
         Inside a list, Ray passes the ref itself, so a worker fetches the spec once and caches the tool.
         """
         assert self._ray is not None
         shipped = self._shipped.get(tool)
         if shipped is None:
-            assert isinstance(tool, FunctionTool | McpTool)
-            spec = self._spec(tool)
+            spec = tool.remote()
+            assert spec is not None, "only tools that can travel are shipped"
             shipped = self._shipped[tool] = ([self._ray.put(spec)], spec)
         return shipped
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,14 +25,12 @@ import ray
 
 from agentdag.errors import ToolError
 from agentdag.references import resolve_references
-from agentdag.toolsets.base import JsonValue, Tool, ToolPolicy
-from agentdag.toolsets.function import FunctionTool, to_json_value
+from agentdag.toolsets.base import JsonValue, RemoteSpec, Tool
+from agentdag.toolsets.function import FunctionSpec, FunctionTool, to_json_value
 from agentdag.toolsets.mcp import McpToolset
 from agentdag.toolsets.mcp_config import McpServerConfig
 
 __all__ = [
-    "FunctionSpec",
-    "McpSpec",
     "NodeJob",
     "Outcome",
     "ToolHost",
@@ -45,40 +43,6 @@ PREVIEW_CHARS = 200
 """How much of a kept output's JSON text its placeholder shows."""
 
 _CACHED_TOOLS = 256
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FunctionSpec:
-    """What a worker needs to rebuild a function tool (the function is pickled by cloudpickle)."""
-
-    function: Callable[..., Any]
-    name: str
-    description: str
-    policy: ToolPolicy
-
-    @classmethod
-    def of(cls, tool: FunctionTool) -> FunctionSpec:
-        """The spec of a function tool."""
-        return cls(function=tool.function, name=tool.name, description=tool.description, policy=tool.policy)
-
-    def build(self) -> FunctionTool:
-        """The tool again, on the worker."""
-        return FunctionTool(self.function, name=self.name, description=self.description, policy=self.policy)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class McpSpec:
-    """What a worker needs to call one tool of an MCP server over a session of its own.
-
-    Attributes:
-        server: the server's configuration; the worker starts or connects to the server itself.
-        key: identifies the server among the sessions an actor holds.
-        remote_name: the tool's name on the server.
-    """
-
-    server: McpServerConfig
-    key: str
-    remote_name: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,7 +124,7 @@ def _function_tool(box: Sequence[ray.ObjectRef[FunctionSpec]], name: str) -> Fun
             spec = ray.get(box[0])
         except ray.exceptions.RaySystemError as error:  # unpickling failed, e.g. the module is missing
             raise _unloadable(name, error) from None
-        tool = _tools[key] = spec.build()
+        tool = _tools[key] = spec.build(None)
         if len(_tools) > _CACHED_TOOLS:
             _tools.popitem(last=False)
     else:
@@ -205,7 +169,8 @@ class ToolHost:
     """
 
     def __init__(self) -> None:
-        self._specs: dict[str, Tool | McpSpec] = {}
+        self._specs: dict[str, RemoteSpec] = {}
+        self._tools: dict[str, Tool] = {}
         self._sessions: dict[str, _Session] = {}
         self._closing: anyio.Event | None = None
 
@@ -243,32 +208,32 @@ class ToolHost:
     ) -> tuple[Outcome, JsonValue]:
         """Run one attempt of a node of an async function tool or an MCP tool (see `run_function_node`)."""
         arguments = job.resolve(kept)
-        spec = await self._spec(box, job.tool)
-        tool = await self._mcp_tool(spec) if isinstance(spec, McpSpec) else spec
+        tool = await self._tool(box, job.tool)
         return settle_output(await tool.call(arguments), job.inline_bytes)
 
     async def close(self) -> None:
         """Let every `serve` close its session."""
         self._closed().set()
 
-    async def _spec(self, box: Sequence[ray.ObjectRef[Any]], name: str) -> Tool | McpSpec:
+    async def _tool(self, box: Sequence[ray.ObjectRef[Any]], name: str) -> Tool:
+        """The tool of a shipped spec: built once, or found in this actor's session to its MCP server."""
         key = box[0].hex()
         spec = self._specs.get(key)
         if spec is None:
             try:
-                shipped: FunctionSpec | McpSpec = await box[0]
+                spec = self._specs[key] = await box[0]
             except ray.exceptions.RaySystemError as error:
                 raise _unloadable(name, error) from None
-            spec = self._specs[key] = shipped.build() if isinstance(shipped, FunctionSpec) else shipped
-        return spec
-
-    async def _mcp_tool(self, spec: McpSpec) -> Tool:
-        session = self._session(spec.key)
+        session_of = spec.session
+        if session_of is None:
+            tool = self._tools.get(key)
+            if tool is None:
+                tool = self._tools[key] = spec.build(None)
+            return tool
+        session = self._session(session_of[0])
         await session.ready.wait()
-        name = spec.server.name
         if session.toolset is None:
-            raise ToolError(f"MCP server {name!r} is not available on this Ray worker: {session.failure or 'closed'}")
-        for item in session.toolset.tools:
-            if item.remote_name == spec.remote_name:
-                return item
-        raise ToolError(f"MCP server {name!r} on this Ray worker has no tool {spec.remote_name!r}")
+            raise ToolError(
+                f"MCP server {session_of[1].name!r} is not available on this Ray worker: {session.failure or 'closed'}"
+            )
+        return spec.build(session.toolset)

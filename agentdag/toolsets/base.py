@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["JsonValue", "Tool", "ToolPolicy"]
+__all__ = ["JsonValue", "RemoteSpec", "Tool", "ToolPolicy"]
 
 JsonValue = Any
 """A value that JSON can carry: None, bool, int, float, str, list and dict of these."""
@@ -47,6 +47,36 @@ class ToolPolicy:
             object.__setattr__(self, "idempotent", True)  # no side effects: repeating one changes nothing
 
 
+class RemoteSpec(Protocol):
+    """How a tool runs in another process (a Ray worker): what travels there and how it runs there.
+
+    Attributes:
+        name: the tool's name.
+        blocking: it holds a thread while it runs (a sync function): each call gets a worker process of its
+            own, where a cancellation can interrupt it. Otherwise calls share an async host.
+        session: the MCP server the host must hold a session to, as (a key naming it, its settings), or None.
+    """
+
+    @property
+    def name(self) -> str:
+        """The tool's name."""
+        ...
+
+    @property
+    def blocking(self) -> bool:
+        """Whether a call holds a thread while it runs."""
+        ...
+
+    @property
+    def session(self) -> tuple[str, Any] | None:
+        """The MCP server the host must hold a session to, if any."""
+        ...
+
+    def build(self, toolset: Any) -> Tool:
+        """The tool again, in the other process (`toolset`: the host's session to `session`, or None)."""
+        ...
+
+
 class Tool(ABC):
     """A callable the planner may use in a plan node.
 
@@ -70,3 +100,7 @@ class Tool(ABC):
             ToolArgumentsError: the arguments do not match `input_schema`.
             Exception: any failure of the tool itself; the executor records it on the node.
         """
+
+    def remote(self) -> RemoteSpec | None:
+        """How the tool runs in another process, or None if it runs only here (the default)."""
+        return None

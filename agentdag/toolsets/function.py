@@ -6,6 +6,7 @@ import functools
 import inspect
 import math
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, overload
 
 import anyio.to_thread
@@ -15,7 +16,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from agentdag.errors import ToolArgumentsError, ToolError
 from agentdag.toolsets.base import JsonValue, Tool, ToolPolicy
 
-__all__ = ["FunctionTool", "to_json_value", "tool"]
+__all__ = ["FunctionSpec", "FunctionTool", "to_json_value", "tool"]
 
 # Sync tools share this many worker threads, so a burst of blocking tools cannot exhaust the process.
 _THREADS = anyio.CapacityLimiter(16)
@@ -81,6 +82,31 @@ def _describe_validation_error(name: str, error: pydantic.ValidationError) -> st
     return f"invalid arguments for tool {name!r}: {problems}"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FunctionSpec:
+    """A function tool as it travels to another process (the function goes by value, with cloudpickle)."""
+
+    function: Callable[..., Any]
+    name: str
+    description: str
+    policy: ToolPolicy
+
+    @property
+    def blocking(self) -> bool:
+        """A sync function holds a thread while it runs."""
+        return not inspect.iscoroutinefunction(self.function)
+
+    @property
+    def session(self) -> None:
+        """A function needs no MCP session."""
+        return None
+
+    def build(self, toolset: object = None) -> FunctionTool:
+        """The tool again."""
+        del toolset
+        return FunctionTool(self.function, name=self.name, description=self.description, policy=self.policy)
+
+
 class FunctionTool(Tool):
     """A tool backed by a Python function; see `tool` for the decorator."""
 
@@ -101,6 +127,10 @@ class FunctionTool(Tool):
         self.input_schema = self._arguments_model.model_json_schema()
         self.input_schema.pop("title", None)
         self._parameters = tuple(self._arguments_model.model_fields)
+
+    def remote(self) -> FunctionSpec:
+        """The function travels by value; the worker rebuilds the tool around it."""
+        return FunctionSpec(function=self.function, name=self.name, description=self.description, policy=self.policy)
 
     def bind(self, arguments: dict[str, JsonValue]) -> dict[str, Any]:
         """Validate the arguments against the type hints and return the function's keyword arguments.

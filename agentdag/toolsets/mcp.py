@@ -8,6 +8,7 @@ since running them twice could repeat a side effect. Leaving the toolset shuts t
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -26,7 +27,7 @@ from agentdag.errors import AgentdagError, ToolError
 from agentdag.toolsets.base import JsonValue, Tool, ToolPolicy
 from agentdag.toolsets.mcp_config import McpServerConfig
 
-__all__ = ["McpServerConfig", "McpTool", "McpToolset", "open_mcp_toolsets"]
+__all__ = ["McpServerConfig", "McpSpec", "McpTool", "McpToolset", "open_mcp_toolsets"]
 
 _CONNECTION_CLOSED = mcp_types.CONNECTION_CLOSED
 _REQUEST_TIMEOUT = mcp_types.REQUEST_TIMEOUT
@@ -45,6 +46,40 @@ class _Session:
     ready: anyio.Event = field(default_factory=anyio.Event)
     dead: anyio.Event = field(default_factory=anyio.Event)
     replaced: anyio.Event = field(default_factory=anyio.Event)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class McpSpec:
+    """An MCP tool as it travels to another process: that process holds its own session to the server.
+
+    Attributes:
+        name: the tool's name here.
+        server: the server's settings; the other process starts or connects to the server itself.
+        remote_name: the tool's name on the server.
+    """
+
+    name: str
+    server: McpServerConfig
+    remote_name: str
+    blocking: bool = False
+
+    @property
+    def session(self) -> tuple[str, McpServerConfig]:
+        """The server, and a key naming it among the sessions a host holds."""
+        return hashlib.sha256(self.server.model_dump_json().encode()).hexdigest()[:16], self.server
+
+    def build(self, toolset: McpToolset | None) -> McpTool:
+        """The tool among the tools of the host's session to the server.
+
+        Raises:
+            ToolError: the session is not open, or the server has no such tool.
+        """
+        if toolset is None:
+            raise ToolError(f"MCP server {self.server.name!r} is not available here")
+        for item in toolset.tools:
+            if item.remote_name == self.remote_name:
+                return item
+        raise ToolError(f"MCP server {self.server.name!r} here has no tool {self.remote_name!r}")
 
 
 class McpTool(Tool):
@@ -66,6 +101,10 @@ class McpTool(Tool):
     async def call(self, arguments: dict[str, JsonValue]) -> JsonValue:
         """Call the tool on the server; a server-side error becomes a `ToolError` with its message."""
         return await self.toolset.call(self, arguments)
+
+    def remote(self) -> McpSpec:
+        """Another process calls the tool over a session of its own to the same server."""
+        return McpSpec(name=self.name, server=self.toolset.config, remote_name=self.remote_name)
 
     def __repr__(self) -> str:
         return f"McpTool({self.name!r} on {self.toolset.config.name!r})"
