@@ -1,7 +1,8 @@
 """Canonical forms of calls and plans: when two nodes make the same call, and when two plans are the same plan.
 
-* `same_call`: the same tool with the same arguments, references written in any of their forms (`"$3"`,
-  `"${3}"`, `{"$ref": 3}`) counting as one. The planner uses it to find repeated calls.
+* `call_text`: a node's call (its tool and arguments, with references written in any of their forms, `"$3"`,
+  `"${3}"`, `{"$ref": 3}`, counting as one). Nodes with equal call texts make the same call; the planner
+  uses it to find repeated calls.
 * `plan_key`: a plan's identity without its node ids: the multiset of its calls, where a reference to
   another node of the plan stands for that node's own call (recursively) and `depends_on` for the calls it
   waits for. Two plans that make the same calls in the same order of dependencies get the same key however
@@ -20,7 +21,7 @@ from agentdag.errors import InvalidReferenceError
 from agentdag.plan import Node, dependencies_of
 from agentdag.references import REF_KEY, normalize_references
 
-__all__ = ["call_text", "plan_key", "same_call"]
+__all__ = ["call_text", "plan_key"]
 
 _BRACED = re.compile(r"\$\{(\d+)((?:\.[^}]*)?)\}")
 
@@ -35,11 +36,6 @@ def call_text(node: Node, known: Collection[int]) -> str:
         return _dump({"tool": node.tool, "arguments": arguments})
     except RecursionError:  # nested too deeply to compare: a call of its own
         return f"{node.tool}@{id(node)}"
-
-
-def same_call(first: Node, second: Node, known: Collection[int]) -> bool:
-    """Whether two nodes call the same tool with the same arguments (`known`: the ids that exist)."""
-    return first.tool == second.tool and call_text(first, known) == call_text(second, known)
 
 
 def plan_key(nodes: Sequence[Node], known: Collection[int] = ()) -> str:

@@ -15,7 +15,7 @@ import ast
 import contextlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -73,7 +73,7 @@ class PlanParser:
 def node_from_mapping(raw: object, position: int) -> Node | PlanProblem:
     """Read one node from a model's JSON; `$N` in `depends_on` and arguments as a JSON string are tolerated."""
     if not isinstance(raw, Mapping):
-        return PlanProblem(position, "malformed", f"plan entry {position} is not an object")
+        return PlanProblem(None, "malformed", f"plan entry {position} is not an object")
     data = dict(raw)
     node_id = data.get("id", position)
     depends_on = data.get("depends_on")
@@ -350,11 +350,17 @@ class PlanReader:
         """A fresh incremental parser for one streamed reply."""
         return JsonPlanParser() if self.style == "json" else LLMCompilerPlanParser(self.tools)
 
-    def read(self, text: str) -> ReadPlan:
-        """Parse and validate a whole reply, as the planner would if the reply streamed in."""
+    def read(self, text: str, *, known: Collection[int] = ()) -> ReadPlan:
+        """Parse and validate a whole reply, as the planner would if the reply streamed in.
+
+        Args:
+            text: the reply.
+            known: ids of the nodes that exist already (earlier rounds), which the plan may reference; nodes
+                that list those ids again are left out, as the planner leaves them out.
+        """
         parser = self.parser()
-        nodes = [*parser.feed(text), *parser.finish()]
-        problems = [*parser.problems, *validate_plan(nodes, self.tools)]
+        nodes = [node for node in (*parser.feed(text), *parser.finish()) if node.id not in known]
+        problems = [*parser.problems, *validate_plan(nodes, self.tools, completed=known)]
         if parser.truncated:
             problems.append(PlanProblem(None, "malformed", "the plan was cut off"))
         return ReadPlan(tuple(nodes), tuple(problems))

@@ -31,7 +31,7 @@ from agentdag.records import NodeRecord
 from agentdag.result import RunResult, RunStatus
 from agentdag.toolsets.base import Tool
 from agentdag.toolsets.registry import ToolRegistry
-from agentdag.usage import RunMeter, metering
+from agentdag.usage import RunMeter, metering, reporting_as
 
 __all__ = ["ReActAgent", "create_step_schema"]
 
@@ -174,8 +174,10 @@ class ReActAgent:
             try:
                 for _ in range(self.max_steps):
                     request = ModelRequest(messages=tuple(messages), settings=self.settings)
-                    response = await self.model.request(request)
-                    meter.add("planner", response.usage)
+                    with reporting_as("planner"):  # a strategy wrapping the model counts its own calls
+                        response = await self.model.request(request)
+                    if not self.model.counts_usage:
+                        meter.add("planner", response.usage)
                     messages.append(Message("assistant", response.text))
                     try:
                         step = _STEP_ADAPTER.validate_json(response.text)

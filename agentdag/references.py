@@ -231,8 +231,9 @@ def _resolve_string(text: str, outputs: Mapping[int, Any]) -> Any:
 def rename_references(value: Any, renames: Mapping[int, int]) -> Any:
     """Return `value` with references to the nodes in `renames` pointed at their new ids.
 
-    Used when a replanned node repeats a finished one: the repeat is not run, and later nodes read the
-    finished node's output instead.
+    Used when a repeated call reuses an earlier node's output: the repeat is not run, and the nodes that
+    reference it read the earlier node's output instead. Every form is renamed (`$N`, `${N.path}`,
+    `{"$ref": N}` and `{"$ref": "N"}`).
     """
     if not renames:
         return value
@@ -249,8 +250,9 @@ def rename_references(value: Any, renames: Mapping[int, int]) -> Any:
 
         return _STRING_REFERENCE.sub(rename, value)
     if isinstance(value, Mapping):
-        if REF_KEY in value and isinstance(value[REF_KEY], int) and value[REF_KEY] in renames:
-            return {**value, REF_KEY: renames[value[REF_KEY]]}
+        if REF_KEY in value:
+            target = _renamed_target(value[REF_KEY])
+            return {**value, REF_KEY: renames[target]} if target is not None and target in renames else dict(value)
         return {key: rename_references(item, renames) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [rename_references(item, renames) for item in value]
@@ -304,3 +306,14 @@ def _reference_object(reference: Reference) -> dict[str, Any]:
     if not reference.path:
         return {REF_KEY: reference.node_id}
     return {REF_KEY: reference.node_id, "path": ".".join(str(part) for part in reference.path)}
+
+
+def _renamed_target(raw: object) -> int | None:
+    """The node id a `$ref` value names (an integer, or digits in a string), or None."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and raw.lstrip("$").isdecimal():
+        return _node_id(raw.lstrip("$"))
+    return None

@@ -154,7 +154,11 @@ _ANSWER_FIELD = re.compile(r'"answer"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
 def parse_decision(text: str) -> Decision | None:
-    """Read the joiner's JSON decision, or LLMCompiler's `Finish(answer)` / `Replan(reason)`; None if neither."""
+    """Read the joiner's JSON decision, or LLMCompiler's `Finish(answer)` / `Replan(reason)`; None if neither.
+
+    A finish without an answer is no decision; a JSON reply cut off before its end keeps the answer it got to
+    write, if it wrote one. A reply that starts as JSON is never read as `Finish(...)` text.
+    """
     stripped = text.strip()
     start = stripped.find("{")
     if start >= 0:
@@ -164,15 +168,19 @@ def parse_decision(text: str) -> Decision | None:
             data = None
         if isinstance(data, dict) and data.get("action") in ("finish", "replan"):
             answer = data.get("answer")
+            if answer is None and data["action"] == "finish":
+                return None
             return Decision(
                 data["action"],
-                answer if isinstance(answer, str) else json.dumps(answer),
+                "" if answer is None else answer if isinstance(answer, str) else json.dumps(answer),
                 str(data.get("reason") or ""),
             )
         salvaged = _ANSWER_FIELD.search(stripped[start:])
         if salvaged is not None:  # a truncated JSON decision: keep the answer it got to write
             with contextlib.suppress(json.JSONDecodeError):
                 return Decision("finish", json.loads(f'"{salvaged.group(1)}"'), "the decision was cut off")
+        if start == 0:
+            return None  # JSON that holds no decision, not LLMCompiler's text
     for action in ("Finish", "Replan"):
         marker = stripped.rfind(f"{action}(")
         if marker >= 0:

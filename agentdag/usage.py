@@ -1,10 +1,11 @@
 """`RunMeter`: the token usage of one run, by role, which every model call of that run reports to.
 
-A run owns one meter. The planner and the joiner report their calls to it, and so does the `llm` tool,
-which finds the meter of the run it serves in a context variable: a node's task inherits the context of
-the run that started it, so concurrent runs on one `Agent` never see each other's tokens. A scaling
-strategy's calls (its samples, judges and summaries) reach the meter in the usage of the reply it returns.
-Nothing is counted by subtracting snapshots of a shared counter.
+A run owns one meter, found through a context variable (a node's task inherits the context of the run that
+started it, so concurrent runs on one `Agent` never see each other's tokens). Whoever calls a model reports
+that call, under the role it is made for (`reporting_as`): the planner and the joiner, the `llm` tool, the
+ReAct baseline, and each scaling strategy for every sample, judge and summary call it makes, as each call
+ends (a strategy's own reply is not counted again: `Model.counts_usage`). Nothing is counted by
+subtracting snapshots of a shared counter.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from typing import Literal
 
 from agentdag.messages import Usage
 
-__all__ = ["ROLES", "Role", "RunMeter", "UsageListener", "current_meter", "metering", "report_usage"]
+__all__ = [
+    "ROLES",
+    "Role",
+    "RunMeter",
+    "UsageListener",
+    "current_meter",
+    "metering",
+    "report_usage",
+    "reporting_as",
+]
 
 Role = Literal["planner", "joiner", "tools"]
 ROLES: tuple[Role, ...] = ("planner", "joiner", "tools")
@@ -25,6 +35,7 @@ UsageListener = Callable[[Role, Usage], None]
 """Called with each report (the role and the usage of that one call); must return quickly and not raise."""
 
 _METER: ContextVar[RunMeter | None] = ContextVar("agentdag_run_meter", default=None)
+_ROLE: ContextVar[Role | None] = ContextVar("agentdag_usage_role", default=None)
 
 
 class RunMeter:
@@ -76,8 +87,21 @@ def metering(meter: RunMeter) -> Iterator[RunMeter]:
         _METER.reset(token)
 
 
-def report_usage(role: Role, usage: Usage) -> None:
-    """Count `usage` on the current run's meter; outside a run it goes nowhere."""
-    meter = _METER.get()
-    if meter is not None:
+@contextmanager
+def reporting_as(role: Role) -> Iterator[None]:
+    """Inside the block, model calls count for `role` (the calls a strategy makes for it, too)."""
+    token = _ROLE.set(role)
+    try:
+        yield
+    finally:
+        _ROLE.reset(token)
+
+
+def report_usage(usage: Usage, role: Role | None = None) -> None:
+    """Count one model call's `usage` on the current run's meter, for `role` (default: the current role).
+
+    Outside a run, or without a role, it goes nowhere; a call that used nothing is not counted.
+    """
+    meter, role = _METER.get(), role or _ROLE.get()
+    if meter is not None and role is not None and (usage.calls or usage.total_tokens):
         meter.add(role, usage)

@@ -242,3 +242,75 @@ def test_a_plan_that_stays_invalid_prints_no_chart_and_names_no_node_0(
     assert captured.out == ""
     assert "the reply holds no JSON object" in captured.err
     assert "node 0" not in captured.err
+
+
+# -- planner scaling, the plan stream closed early, and the meter -------------------------------------------
+
+
+@tool
+def append(item: str) -> int:
+    """Append an item to a log (it has side effects)."""
+    LOOKUPS.append(f"append {item}")
+    return len(LOOKUPS)
+
+
+@pytest.mark.asyncio
+async def test_a_scaled_planner_whose_plan_loops_or_overflows_is_cut_short_cleanly() -> None:
+    from agentdag.config import PlannerConfig
+
+    looping = plan(*(node(index, "append", item="x") for index in range(1, 12)))
+    wide = plan(*(node(index, "search", query=f"q{index}") for index in range(1, 5)))
+    for reply, config in ((looping, PlannerConfig()), (wide, PlannerConfig(max_nodes=2))):
+        LOOKUPS.clear()
+        model = FunctionModel(Samples(reply))
+        agent = Agent(
+            tools=[search, append],
+            model=model,
+            planner_model=create_strategy(BestOfNConfig(n=3), model),
+            planner=config,
+        )
+        with anyio.fail_after(10):
+            result = await agent.run("x")
+        assert result.status == "done", result.error
+        assert len(LOOKUPS) in (1, 2)  # the loop ran its first append only; max_nodes ran two searches
+
+
+@pytest.mark.asyncio
+async def test_pruning_over_best_of_n_streams_and_stops_cleanly() -> None:
+    from agentdag.scaling import PruneConfig
+
+    model = FunctionModel(lambda request: "The answer is 4. " * 40)
+    stacked = create_strategy([BestOfNConfig(n=2), PruneConfig(n=3, prefix_tokens=8)], model)
+    with anyio.fail_after(10):
+        response = await stacked.request(ModelRequest(messages=(Message("user", "2 + 2?"),)))
+    assert "answer is 4" in response.text
+
+
+@pytest.mark.asyncio
+async def test_every_sample_of_a_planner_strategy_reaches_the_meter_as_it_ends() -> None:
+    from agentdag.messages import Usage
+    from agentdag.usage import RunMeter
+
+    reports: list[tuple[str, Usage]] = []
+    meter = RunMeter(listeners=(lambda role, usage: reports.append((role, usage)),))
+    model = FunctionModel(Samples(OTHER, SAME_A, SAME_B, SAME_A))
+    config = BestOfNConfig(n=4, selector="structure")  # decides only once every sample is in: all four run
+    agent = Agent(tools=[search, calculate], model=model, planner_model=create_strategy(config, model))
+    result = await agent.run("add the lengths of a and b", meter=meter)
+    planner = [usage for role, usage in reports if role == "planner"]
+    assert len(planner) == 4  # one report per sample, none for the strategy's reply on top
+    assert result.usage["planner"].calls == 4
+    assert result.usage["planner"].total_tokens == sum(usage.total_tokens for usage in planner)
+
+
+@pytest.mark.asyncio
+async def test_the_structure_selector_takes_a_replan_that_uses_earlier_results_for_valid() -> None:
+    from agentdag.parsers import PlanReader
+    from agentdag.scaling.plans import score_plan
+
+    reader = PlanReader("json", {tool.name: tool for tool in (search, calculate)})
+    reuse = plan(node(3, "calculate", expression="${1.length} + ${2.length}"))
+    valid, _, _ = score_plan(reader.read(reuse, known={1, 2}), "add the lengths of a and b")
+    assert valid  # nodes 1 and 2 exist from the first round: referencing them is what a replan should do
+    invalid, _, _ = score_plan(reader.read(reuse), "add the lengths of a and b")
+    assert not invalid

@@ -463,3 +463,195 @@ async def test_a_dag_agent_patches_and_sees_its_tests_pass_in_the_same_round(tmp
     assert result.records[1].output["passed"] is False
     assert result.records[3].status == "done"
     assert result.records[3].output["passed"] is True
+
+
+# -- ids, references and rounds around reused nodes ------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_reused_nodes_id_is_not_handed_out_again() -> None:
+    script = Script(
+        [
+            plan(node(1, "read_value", key="a"), node(2, "read_value", key="a")),
+            plan(node(3, "read_value", key="b"), node(4, "append", (3,), item="got ${3}")),
+        ],
+        [replan("read b too"), finish("ok")],
+    )
+    STORE.values.update(a=1, b=2)
+    await run(script)
+    replan_prompt = [request for request in script.requests if not is_joiner(request)][1].messages[-1].content
+    assert "numbered from 3" in replan_prompt  # 2 is the reused node's id: it stays taken
+    assert STORE.log == ["got 2"]  # node 4 reads node 3, not what an id clash would have rewired it to
+
+
+@pytest.mark.asyncio
+async def test_a_reference_object_with_a_string_id_follows_a_reused_node() -> None:
+    script = Script(
+        [
+            plan(
+                node(1, "read_value", key="k"),
+                node(2, "read_value", key="k"),
+                {"id": 3, "tool": "append_any", "arguments": {"item": {"$ref": "2"}}, "depends_on": []},
+            )
+        ],
+        [finish("ok")],
+    )
+    STORE.values["k"] = 7
+    tools = [read_value, append_any]
+    result = await run(script, tools=tools)
+    assert result.records[3].arguments == {"item": 7}
+    assert STORE.calls == ["read k", "append 7"]
+
+
+@tool
+def append_any(item: int | str) -> int:
+    """Append an item of any kind to the log."""
+    STORE.calls.append(f"append {item}")
+    STORE.log.append(str(item))
+    return len(STORE.log)
+
+
+@pytest.mark.asyncio
+async def test_a_replan_repeating_a_repaired_round_is_still_recognised() -> None:
+    script = Script(
+        [
+            plan(node(1, "append", item="x"), node(2, "nope")),
+            plan(node(1, "append", item="x")),
+            plan(node(2, "append", item="x")),
+        ],
+        [replan("?"), finish("x")],
+    )
+    result = await run(script, max_replans=3)
+    assert STORE.log == ["x"]
+    assert any("replan 1 repeated the plan of round 0" in note for note in result.notes)
+
+
+@pytest.mark.asyncio
+async def test_a_replan_that_restates_earlier_reads_and_adds_a_call_is_not_taken_for_a_loop() -> None:
+    script = Script(
+        [
+            plan(node(1, "read_value", key="a"), node(2, "read_value", key="b"), node(3, "read_value", key="c")),
+            plan(
+                node(4, "read_value", key="a"),
+                node(5, "read_value", key="b"),
+                node(6, "read_value", key="c"),
+                node(7, "append", (4, 5, 6), item="all"),
+            ),
+        ],
+        [replan("combine them"), finish("ok")],
+    )
+    result = await run(script)
+    assert STORE.log == ["all"]
+    assert STORE.calls.count("read a") == 1
+    assert not any("stopped reading" in note for note in result.notes)
+
+
+@pytest.mark.asyncio
+async def test_a_repeat_may_reuse_a_repeat_that_runs_again() -> None:
+    script = Script(
+        [
+            plan(
+                node(1, "read_value", key="k"),
+                node(2, "write_value", (1,), key="k", value=3),
+                node(3, "read_value", (2,), key="k"),
+                node(4, "read_value", (2,), key="k"),
+            )
+        ],
+        [finish("3")],
+    )
+    result = await run(script)
+    assert STORE.calls == ["read k", "write k=3", "read k"]
+    assert any("node 4 → node 3" in note for note in result.notes)
+    assert any("node 3 repeats node 1's call and runs again: it comes after node(s) 2" in note for note in result.notes)
+
+
+@pytest.mark.asyncio
+async def test_a_read_only_call_downstream_of_a_patch_reads_the_patched_file(tmp_path: Path) -> None:
+    from agentdag.toolsets.mcp import McpToolset
+    from agentdag.toolsets.mcp_config import McpServerConfig
+
+    workspace = tmp_path / "workspace"
+    shutil.copytree(EXAMPLES / "data" / "buggy_median", workspace)
+    server = McpServerConfig(
+        name="workspace",
+        command=[sys.executable, "-m", "agentdag.tools.workspace", "--root", str(workspace)],
+    )
+    patch = {"path": "stats.py", "old": "ordered = list(values)", "new": "ordered = sorted(values)"}
+    script = Script(
+        [
+            plan(
+                node(1, "read_file", path="stats.py"),
+                node(2, "patch_file", (1,), **patch),
+                node(3, "read_file", (2,), path="stats.py"),
+            )
+        ],
+        [finish("patched")],
+    )
+    async with McpToolset(server) as toolset:
+        assert {tool.name: tool.policy.read_only for tool in toolset.tools}["read_file"]
+        result = await Agent(tools=toolset.tools, model=FunctionModel(script)).run("patch and read")
+    assert "ordered = list(values)" in result.records[1].output
+    assert "ordered = sorted(values)" in result.records[3].output
+
+
+# -- plan and run agree when a repeated call fails -------------------------------------------------------
+
+
+@tool(read_only=True)
+def flaky_read(key: str) -> int:
+    """A read whose backend is down."""
+    STORE.calls.append(f"flaky {key}")
+    raise RuntimeError("backend down")
+
+
+@pytest.mark.asyncio
+async def test_draft_and_run_agree_when_the_twin_of_a_repaired_repeat_fails() -> None:
+    replies = [
+        plan(node(1, "flaky_read", key="k"), node(2, "nope")),
+        plan(node(1, "flaky_read", key="k"), node(3, "flaky_read", key="k"), node(4, "append", (3,), item="$3")),
+    ]
+    tools = [*TOOLS, flaky_read]
+
+    async def slow(request: ModelRequest) -> str:
+        await anyio.sleep(0.05)  # the first attempt's node fails before the repair arrives
+        return finish("x") if is_joiner(request) else replies.pop(0)
+
+    drafted = await Agent(tools=tools, model=FunctionModel(Script(list(replies), []))).draft("x")
+    result = await Agent(tools=tools, model=FunctionModel(slow)).run("x")
+    assert [item.id for item in drafted.nodes] == list(result.records)
+    assert STORE.calls.count("flaky k") == 1  # the repeat reused the first call (its failure included)
+    assert result.records[4].status == "skipped"
+
+
+# -- the meter counts what a cancelled stream spent -----------------------------------------------------
+
+
+class EndlessPlanner(Model):
+    """Streams a plan that never ends, slowly: only the time budget stops it."""
+
+    name = "endless"
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        return await FunctionModel(lambda _: finish("x")).request(request)
+
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
+        yield '{"thought": "' + "thinking " * 50
+        while True:
+            await anyio.sleep(0.01)
+            yield "more "
+
+
+@pytest.mark.asyncio
+async def test_a_planner_call_cut_by_the_time_budget_is_counted() -> None:
+    result = await Agent(tools=TOOLS, model=EndlessPlanner(), planner=PlannerConfig(max_seconds=0.3)).run("x")
+    assert result.status == "failed" and "time budget" in (result.error or "")
+    assert result.usage["planner"].calls == 1
+    assert result.usage["planner"].completion_tokens > 100  # what it streamed before the cut
+
+
+def test_a_decision_without_an_answer_or_inside_json_text_is_no_decision() -> None:
+    from agentdag.schemas import parse_decision
+
+    assert parse_decision('{"action": "finish"}') is None
+    assert parse_decision('{"thought": "I will Finish(soon", "answ') is None
+    assert parse_decision("Thought: done\nFinish(Paris)") is not None

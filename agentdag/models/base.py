@@ -15,9 +15,15 @@ class Model(ABC):
 
     Subclasses implement `request`. Backends that can stream tokens also override `stream`; the default
     yields the whole reply as one chunk, so every model can be used where streaming is expected.
+
+    Attributes:
+        name: the model's name.
+        counts_usage: the model reports its own calls to the run's meter (scaling strategies do, call by
+            call); whoever calls it then does not count its reply again (see `agentdag.usage`).
     """
 
     name: str = "model"
+    counts_usage: bool = False
 
     @abstractmethod
     async def request(self, request: ModelRequest) -> ModelResponse:
@@ -44,6 +50,7 @@ class WrapperModel(Model):
     def __init__(self, wrapped: Model) -> None:
         self.wrapped = wrapped
         self.name = wrapped.name
+        self.counts_usage = wrapped.counts_usage
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         """Forward the request to the wrapped model."""

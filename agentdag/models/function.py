@@ -12,8 +12,8 @@ from agentdag.tokens import estimate_prompt_tokens, estimate_tokens
 
 __all__ = ["FunctionModel"]
 
-Reply = str | ModelResponse
-ReplyFunction = Callable[[ModelRequest], Reply | Awaitable[Reply]]
+ScriptedReply = str | ModelResponse
+ReplyFunction = Callable[[ModelRequest], ScriptedReply | Awaitable[ScriptedReply]]
 
 
 class FunctionModel(Model):

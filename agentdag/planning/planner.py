@@ -165,7 +165,7 @@ class Planner:
             round_index = journal.round + 1
             run.emit("replanning", round_index, decision.reason)
             journal.begin_replan(round_index, decision.reason)
-            first_id = max(execution.records, default=0) + 1
+            first_id = dispatcher.next_id()
             limit = run.config.observation_chars
             records = execution.records.values()
             prompt = replan_prompt(run.template, records, decision.reason, first_id=first_id, limit=limit)

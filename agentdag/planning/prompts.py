@@ -147,6 +147,8 @@ def refine_request(
     tools: Mapping[str, Tool],
     task: str,
     records: Mapping[int, NodeRecord],
+    *,
+    first_id: int,
 ) -> ModelRequest:
     """A mid-run refinement: the results so far, the nodes still pending, and where new ids start."""
     pending = "\n".join(
@@ -159,10 +161,10 @@ def refine_request(
         task=task,
         observations=observations(records.values(), config.observation_chars, only_finished=True),
         pending=pending,
-        first_id=max(records, default=0) + 1,
+        first_id=first_id,
     )
     schema = create_refine_schema(list(tools.values()), max_nodes=config.max_nodes)
-    settings = ModelSettings(json_schema=schema, max_tokens=config.max_tokens, temperature=0.0)
+    settings = ModelSettings(json_schema=schema, max_tokens=config.max_tokens, temperature=config.temperature)
     return ModelRequest(messages=(Message("user", prompt),), settings=settings)
 
 

@@ -54,9 +54,9 @@ class Refiner:
     async def _refine(self, dispatcher: Dispatcher, execution: Execution, round_index: int) -> None:
         run = self.run
         self.count += 1
-        first_id = max(execution.records, default=0) + 1
-        request = refine_request(run.template, run.config, run.tools, run.task, execution.records)
-        response = await ask(run, "planner", request)
+        first_id = dispatcher.next_id()
+        request = refine_request(run.template, run.config, run.tools, run.task, execution.records, first_id=first_id)
+        response = await ask(run, "planner", request, known=frozenset(execution.records))
         change = parse_refinement(response.text)
         if change is None:
             run.journal.note(f"refinement {self.count}: the reply was not a change; ignored it")
@@ -77,10 +77,12 @@ class Refiner:
         reply.close()
         note_reply(run, reply)
         invalid += len(reply.problems)
-        if cancelled or reply.added or invalid:
+        if cancelled or reply.added or invalid or reply.dropped or reply.stopped:
             run.journal.note(
                 f"refinement {self.count}: added {reply.added or 'nothing'}, cancelled {cancelled or 'nothing'}"
                 + (f", dropped {invalid} invalid node(s)" if invalid else "")
+                + (f", dropped {reply.dropped} repeat(s)" if reply.dropped else "")
+                + (f" ({reply.stopped})" if reply.stopped else "")
             )
             run.emit("planned", round_index, f"refinement added {len(reply.added)}, cancelled {len(cancelled)}")
 

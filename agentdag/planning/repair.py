@@ -43,7 +43,7 @@ async def plan_round(run: PlanningRun, dispatcher: Dispatcher, *, replanning: st
         replanning: for a replan, the replan prompt (results so far, why, where ids start).
     """
     round_index = run.journal.round
-    first_id = max(dispatcher.target.records, default=0) + 1
+    first_id = dispatcher.next_id()
     request = planner_request(run.template, run.config, run.tools, run.task, first_id=first_id, replanning=replanning)
     added: list[int] = []
     problems: list[PlanProblem] = []
@@ -91,11 +91,11 @@ def note_reply(run: PlanningRun, reply: Reply) -> None:
     for item in reply.rerun:
         record = reply.dispatcher.target.records.get(item.node_id)
         if record is None:
-            continue
-        tool = run.tools.get(record.node.tool)
-        why = (
-            f"{record.node.tool!r} may have side effects"
-            if tool is None or not tool.policy.idempotent
-            else "a side effect planned before it may have changed its result"
-        )
+            continue  # it was not valid after all: its problems went back to the planner
+        if item.why == "side_effects":
+            why = f"{record.node.tool!r} may have side effects"
+        elif item.why == "failed":
+            why = f"node {item.twin} ended without an output"
+        else:
+            why = f"it comes after node(s) {', '.join(map(str, item.after))}, which may have changed its result"
         run.journal.note(f"node {item.node_id} repeats node {item.twin}'s call and runs again: {why}")

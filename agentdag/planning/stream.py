@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
+from agentdag.errors import ModelError
 from agentdag.messages import ModelRequest, ModelResponse, Usage
 from agentdag.parsers import PlanParser
 from agentdag.planning.context import PlanningRun
 from agentdag.planning.dispatch import Reply
 from agentdag.scaling.reading import PlanReading, reading_plans
 from agentdag.tokens import estimate_prompt_tokens, estimate_tokens
-from agentdag.usage import Role
+from agentdag.usage import Role, reporting_as
 
 __all__ = ["ask", "stream_reply"]
 
@@ -26,52 +27,88 @@ __all__ = ["ask", "stream_reply"]
 async def stream_reply(
     run: PlanningRun, request: ModelRequest, reply: Reply, parser: PlanParser
 ) -> tuple[str, str | None]:
-    """Stream one planner reply into `reply`; return its text, and why it was cut off (or None)."""
+    """Stream one planner reply into `reply`; return its text, and why it was cut off (or None).
+
+    The call is counted once, when the stream ends or is closed: with the server's totals, or an estimate of
+    what was generated when the stream was closed early (a loop, `max_nodes`) or cancelled (a time budget).
+    """
     parts: list[str] = []
     response: ModelResponse | None = None
-    async with aclosing(_planner_stream(run, request)) as stream:
-        async for item in stream:
-            if isinstance(item, ModelResponse):
-                response = item
-                continue
-            parts.append(item)
-            for node in parser.feed(item):
-                reply.offer(node)
-            if reply.stopped is not None:
-                break  # closing the stream stops the generation
+    known = frozenset(reply.dispatcher.target.records)
+    try:
+        async with aclosing(_planner_stream(run, request, known)) as stream:
+            async for item in stream:
+                if isinstance(item, ModelResponse):
+                    response = item
+                    continue
+                parts.append(item)
+                for node in parser.feed(item):
+                    reply.offer(node)
+                if reply.stopped is not None:
+                    break  # closing the stream stops the generation
+    except ModelError:
+        raise  # a call that failed is counted by no one: the server said it did no work we could count
+    except BaseException:
+        _count(run, "planner", request, None, "".join(parts))  # cancelled: it ran until now
+        raise
+    _count(run, "planner", request, response, "".join(parts))
     text = "".join(parts)
     if reply.stopped is None:
         for node in parser.finish():
             reply.offer(node)
     reply.close()
-    if response is None:
-        # Stopped early: the backend never sent its totals, so count what was generated, once.
-        prompt_tokens, completion_tokens = estimate_prompt_tokens(request.messages), estimate_tokens(text)
-        usage = Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-    else:
-        usage = response.usage
-    run.journal.meter.add("planner", usage)
     length = response is not None and response.completions[0].finish_reason == "length"
     return text, "the plan was cut off at the token limit" if length or parser.truncated else None
 
 
-async def ask(run: PlanningRun, role: Role, request: ModelRequest) -> ModelResponse:
-    """One model call for `role` ("planner" or "joiner"), counted on the run's meter."""
-    if role == "planner":
-        with reading_plans(PlanReading(run.reader, run.task)):
-            response = await run.planner_model.request(request)
-    else:
-        response = await run.joiner_model.request(request)
-    run.journal.meter.add(role, response.usage)
+async def ask(
+    run: PlanningRun, role: Role, request: ModelRequest, *, known: frozenset[int] = frozenset()
+) -> ModelResponse:
+    """One model call for `role` ("planner" or "joiner"), counted on the run's meter.
+
+    `known`: for a planner call, the ids of the nodes that exist already, which its plans may reference.
+    """
+    model = run.planner_model if role == "planner" else run.joiner_model
+    try:
+        with reporting_as(role):
+            if role == "planner":
+                with reading_plans(PlanReading(run.reader, run.task, known)):
+                    response = await model.request(request)
+            else:
+                response = await model.request(request)
+    except ModelError:
+        raise
+    except BaseException:
+        _count(run, role, request, None, "")  # cancelled: charged its prompt
+        raise
+    _count(run, role, request, response, "")
     return response
 
 
-async def _planner_stream(run: PlanningRun, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
-    """The planner model's stream, with the plan reading set during each of its steps only."""
-    reading = PlanReading(run.reader, run.task)
+def _count(run: PlanningRun, role: Role, request: ModelRequest, response: ModelResponse | None, text: str) -> None:
+    """Count one call of the role's model, unless the model counts its calls itself (a strategy).
+
+    A call without a response (closed early or cancelled) is charged its prompt and what it sent.
+    """
+    model = run.planner_model if role == "planner" else run.joiner_model
+    if model.counts_usage:
+        return
+    if response is None:
+        prompt_tokens, completion_tokens = estimate_prompt_tokens(request.messages), estimate_tokens(text)
+        usage = Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    else:
+        usage = response.usage
+    run.journal.meter.add(role, usage)
+
+
+async def _planner_stream(
+    run: PlanningRun, request: ModelRequest, known: frozenset[int]
+) -> AsyncGenerator[str | ModelResponse, None]:
+    """The planner model's stream, with the role and the plan reading set during each of its steps only."""
+    reading = PlanReading(run.reader, run.task, known)
     async with aclosing(run.planner_model.stream(request)) as chunks:
         while True:
-            with reading_plans(reading):
+            with reporting_as("planner"), reading_plans(reading):
                 try:
                     item = await anext(chunks)
                 except StopAsyncIteration:

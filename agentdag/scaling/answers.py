@@ -47,6 +47,7 @@ _NUMBER = re.compile(rf"-?\d[\d,]*(?:\.\d+)?{_EXPONENT}(?:/\d+)?|-?\.\d+{_EXPONE
 _LONG_EXPONENT = re.compile(r"[eE][-+]?0*\d{4}")
 _ANSWER_MARK = re.compile(r"(?:final answer|answer)\s*(?:is|:|=)\s*", re.IGNORECASE)
 _WORD = re.compile(r"\w+")
+_KEYED = ("plan:", "refine:")
 _PLAN_START = re.compile(r'\s*\{\s*"(?:thought|nodes)"')
 
 
@@ -228,6 +229,8 @@ def create_answer_rule(kind: AnswerKind = "auto", *, similarity: float | None = 
     threshold = similarity
 
     def equivalent(first: str, second: str) -> bool:
+        if first.startswith(_KEYED) or second.startswith(_KEYED):
+            return first == second  # plan keys are digests: only equal ones are the same plan
         return base(first, second) or ngram_cosine(normalize_text(first), normalize_text(second)) >= threshold
 
     return AnswerRule(extract=extractors[kind], equivalent=equivalent)

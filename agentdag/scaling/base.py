@@ -18,8 +18,8 @@ from agentdag.scaling.budget import Budget, Ledger, ScaledResponse, ScalingRepor
 
 __all__ = ["Outcome", "SampleCallback", "ScalingModel", "Single", "replace_last_user"]
 
-SampleCallback = Callable[[int, ModelResponse], None]
-"""Called with a sample's index and its response as soon as it arrives (see `ScalingModel.draw`)."""
+SampleCallback = Callable[[int, ModelResponse], bool]
+"""Called with a sample's index and its response as soon as it arrives; True stops the draw (see `draw`)."""
 Solve = Callable[[ModelRequest, Ledger], Awaitable["Outcome"]]
 
 
@@ -78,6 +78,7 @@ class ScalingModel(WrapperModel):
         temperature: float | None = 0.7,
     ) -> None:
         super().__init__(wrapped)
+        self.counts_usage = True  # every call it makes is counted as it ends (`Ledger.settle`)
         self.answers = answers or AnswerRule()
         self.budget = budget or Budget()
         self.temperature = temperature
@@ -157,12 +158,15 @@ class ScalingModel(WrapperModel):
         *,
         stage: bool = True,
         on_sample: SampleCallback | None = None,
+        streamed: bool = False,
     ) -> list[ModelResponse]:
         """Send one sample per request concurrently within the budget; the successes, in request order.
 
         Samples the budget cannot afford are not sent. With `stage`, the draw is one stage of B_seq (its
         longest sample) and its samples count in `ledger.samples`. `on_sample` sees each success as it
-        arrives, with its request's index.
+        arrives, with its request's index; when it returns True the samples still running are stopped (and
+        charged what they used). With `streamed` the samples are streamed, so a stopped one is charged what
+        it generated.
 
         Raises:
             ModelError: every sample failed (the first error).
@@ -173,12 +177,14 @@ class ScalingModel(WrapperModel):
         async def draw_one(index: int) -> None:
             request = self.sample_request(requests[index], ledger.started)
             try:
-                results[index] = response = await ledger.call(self.wrapped, request, share=len(requests) - index)
+                results[index] = response = await ledger.call(
+                    self.wrapped, request, share=len(requests) - index, streamed=streamed
+                )
             except ModelError as error:
                 errors.append(error)
                 return
-            if response is not None and on_sample is not None:
-                on_sample(index, response)
+            if response is not None and on_sample is not None and on_sample(index, response):
+                group.cancel_scope.cancel()
 
         async with anyio.create_task_group() as group:
             for index in range(len(requests)):

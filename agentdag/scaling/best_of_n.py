@@ -16,14 +16,11 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
-import anyio
-
-from agentdag.errors import ModelError
 from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings
 from agentdag.models.base import Model
 from agentdag.scaling.answers import AnswerRule, vote
 from agentdag.scaling.base import Outcome, ScalingModel
-from agentdag.scaling.budget import Budget, Ledger, ScaledResponse
+from agentdag.scaling.budget import Budget, Ledger
 
 __all__ = [
     "JUDGE_INSTRUCTION",
@@ -174,10 +171,10 @@ class JudgeSelect(Selector):
 class BestOfN(ScalingModel):
     """Draw `n` samples in parallel and return the one the selector picks.
 
-    Streamed (`stream`), the chosen reply is yielded the moment the selector's choice is certain: for a
-    majority vote, once no other answer can catch up with the samples still running, which may be before
-    the last one ends. The samples still running then finish (they are paid for and counted), and the
-    final response, with the whole report, follows.
+    Streamed (`stream`, as the planner reads it), the reply comes the moment the selector's choice is
+    certain: for a majority vote, once no other answer can catch up with the samples still running. Those
+    samples are then stopped (streamed, so each is charged what it generated), and the reply and the report
+    follow at once. A plain `request` draws every sample.
 
     Args:
         wrapped: the model sampled.
@@ -208,70 +205,44 @@ class BestOfN(ScalingModel):
 
     async def solve(self, request: ModelRequest, ledger: Ledger) -> Outcome:
         """Draw the samples, then select."""
-        return await self._solve(request, ledger, None)
+        return await self._solve(request, ledger)
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
-        """Yield the chosen reply as soon as the choice is certain, then the response once every sample ended."""
-        if request.settings.n != 1:
+        """Run the strategy, deciding as early as the selector can, then yield its reply and the response."""
+        if request.settings.n != 1 or getattr(self.selector, "wants_logprobs", False):
             async for chunk in super().stream(request):
                 yield chunk
             return
-        chosen: list[Completion] = []
-        finished: list[ScaledResponse] = []
-        failed: list[ModelError] = []
-        decided = anyio.Event()
+        response = await self._run(request, lambda item, ledger: self._solve(item, ledger, early=True))
+        yield response.text
+        yield response
 
-        def announce(completion: Completion) -> None:
-            chosen.append(completion)
-            decided.set()
-
-        async def run() -> None:
-            try:
-                finished.append(await self._run(request, lambda item, ledger: self._solve(item, ledger, announce)))
-            except ModelError as error:
-                failed.append(error)
-            decided.set()
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(run)
-            await decided.wait()
-            if chosen:
-                yield chosen[0].text  # the samples still running go on while the caller uses the reply
-        if failed:
-            raise failed[0]
-        if not chosen:
-            yield finished[0].text
-        yield finished[0]
-
-    async def _solve(
-        self, request: ModelRequest, ledger: Ledger, announce: Callable[[Completion], None] | None
-    ) -> Outcome:
+    async def _solve(self, request: ModelRequest, ledger: Ledger, *, early: bool = False) -> Outcome:
         if getattr(self.selector, "wants_logprobs", False):
             request = dataclasses.replace(request, settings=dataclasses.replace(request.settings, logprobs=True))
         arrived: dict[int, Completion] = {}
         decided: list[int] = []
 
-        def on_sample(index: int, response: ModelResponse) -> None:
+        def on_sample(index: int, response: ModelResponse) -> bool:
             arrived[index] = response.completions[0]
-            if announce is None or decided:
-                return
+            if not early or decided:
+                return False
             order = sorted(arrived)
             chosen = self.selector.decide(self._candidates(request, [arrived[i] for i in order]), self.n - len(order))
             if chosen is not None:
                 decided.append(order[chosen])
-                announce(arrived[order[chosen]])
+            return chosen is not None  # decided: stop the samples still running
 
-        drawn = await self.draw([request] * self.n, ledger, on_sample=on_sample)
+        drawn = await self.draw([request] * self.n, ledger, on_sample=on_sample, streamed=early)
         if not drawn:
             raise self.budget_error()
         order = sorted(arrived)
         candidates = self._candidates(request, [arrived[index] for index in order])
         if decided:
-            chosen = order.index(decided[0])
-        else:
-            chosen = await self.selector.select(candidates, ledger, self.wrapped)
-            if announce is not None:
-                announce(candidates.completions[chosen])
+            return Outcome(
+                completion=arrived[decided[0]], answer=candidates.answers[order.index(decided[0])], stopped="rule"
+            )
+        chosen = await self.selector.select(candidates, ledger, self.wrapped)
         stopped = "budget" if len(drawn) < self.n else "done"
         return Outcome(completion=candidates.completions[chosen], answer=candidates.answers[chosen], stopped=stopped)
 

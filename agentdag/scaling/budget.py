@@ -8,11 +8,15 @@ other (the latency proxy of the PDR paper).
 from __future__ import annotations
 
 import dataclasses
+from contextlib import aclosing
 from dataclasses import dataclass
 
-from agentdag.messages import ModelRequest, ModelResponse, Usage
+import anyio
+
+from agentdag.messages import Completion, ModelRequest, ModelResponse, Usage
 from agentdag.models.base import Model
-from agentdag.tokens import estimate_prompt_tokens
+from agentdag.tokens import estimate_prompt_tokens, estimate_tokens
+from agentdag.usage import report_usage
 
 __all__ = ["Budget", "Ledger", "Reservation", "ScaledResponse", "ScalingReport", "report_of"]
 
@@ -158,30 +162,63 @@ class Ledger:
         settings = dataclasses.replace(request.settings, max_tokens=cap)
         return Reservation(request=dataclasses.replace(request, settings=settings), tokens=prompt + cap, calls=1)
 
-    def settle(self, reservation: Reservation, usage: Usage) -> None:
-        """Release a reservation and charge what the call actually used."""
+    def settle(self, reservation: Reservation, usage: Usage, *, counted: bool = False) -> None:
+        """Release a reservation and charge what the call actually used.
+
+        The usage goes to the run's meter too, unless the model that made the call `counted` it itself.
+        """
         self._held_tokens -= reservation.tokens
         self._held_calls -= reservation.calls
         self.usage += usage
+        if not counted:
+            report_usage(usage)
 
     def charge(self, usage: Usage) -> None:
         """Charge usage that no reservation held (e.g. a judge that brought its own model)."""
         self.usage += usage
+        report_usage(usage)
 
-    async def call(self, model: Model, request: ModelRequest, *, share: int = 1) -> ModelResponse | None:
-        """Send one request within the budget; None (and no call) if the budget cannot afford it."""
+    async def call(
+        self, model: Model, request: ModelRequest, *, share: int = 1, streamed: bool = False
+    ) -> ModelResponse | None:
+        """Send one request within the budget; None (and no call) if the budget cannot afford it.
+
+        With `streamed`, the reply is read as a stream, so that a call cancelled half-way is charged what it
+        generated so far (a cancelled request is charged its prompt only: what it generated is unknown).
+        """
         reservation = self.reserve(request, share=share)
         if reservation is None:
             return None
         self.started += 1
         usage = Usage()
+        parts: list[str] = []
         try:
-            response = await model.request(reservation.request)
+            if streamed:
+                response = await _read_stream(model, reservation.request, parts)
+            else:
+                response = await model.request(reservation.request)
             usage = response.usage
             return response
+        except anyio.get_cancelled_exc_class():
+            prompt = estimate_prompt_tokens(reservation.request.messages)
+            usage = Usage(calls=1, prompt_tokens=prompt, completion_tokens=estimate_tokens("".join(parts)))
+            raise
         finally:
-            self.settle(reservation, usage)
+            self.settle(reservation, usage, counted=model.counts_usage)
 
     def add_stage(self, seq_tokens: int) -> None:
         """Add one sequential stage's critical-path tokens to B_seq."""
         self.tokens_seq += seq_tokens
+
+
+async def _read_stream(model: Model, request: ModelRequest, parts: list[str]) -> ModelResponse:
+    """The model's streamed reply, its text collected in `parts` as it arrives."""
+    async with aclosing(model.stream(request)) as chunks:
+        async for chunk in chunks:
+            if isinstance(chunk, ModelResponse):
+                return chunk
+            parts.append(chunk)
+    text = "".join(parts)  # a stream without its final response: what it sent, as a reply cut off
+    prompt_tokens, completion_tokens = estimate_prompt_tokens(request.messages), estimate_tokens(text)
+    usage = Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    return ModelResponse(completions=(Completion(text=text, finish_reason="length"),), usage=usage, model=model.name)

@@ -14,6 +14,7 @@ from agentdag.errors import ModelError
 from agentdag.models.base import Model
 from agentdag.parsers import ReadPlan
 from agentdag.plan import dependencies_of
+from agentdag.references import REF_KEY
 from agentdag.scaling.answers import vote
 from agentdag.scaling.best_of_n import Candidates, Selector
 from agentdag.scaling.budget import Ledger
@@ -23,6 +24,8 @@ __all__ = ["StructureSelect", "score_plan"]
 
 _TERM = re.compile(r"\"([^\"]{2,60})\"|'([^']{2,60})'|(\d+(?:\.\d+)?)|\b([A-Z][\w-]+)")
 _WORD = re.compile(r"\w{4,}")
+_SENTENCE_START = re.compile(r"(?:^|[.!?]\s+)$")
+_REFERENCE_TEXT = re.compile(r"\$\{[^}]*\}|\$\d+")
 _COMMON = frozenset(
     {
         "what", "which", "where", "when", "whom", "whose", "that", "this", "these", "those", "there", "their", "they",
@@ -41,7 +44,7 @@ def score_plan(read: ReadPlan, task: str) -> tuple[bool, float, int]:
     for no other node of the plan.
     """
     nodes = read.nodes
-    text = " ".join(call_text(node, ()) for node in nodes).lower()
+    text = " ".join(value for node in nodes for value in _literals(node.arguments)).lower()
     terms = _terms(task)
     coverage = sum(term in text for term in terms) / len(terms) if terms else 1.0
     ids = {node.id for node in nodes}
@@ -50,9 +53,28 @@ def score_plan(read: ReadPlan, task: str) -> tuple[bool, float, int]:
 
 
 def _terms(task: str) -> set[str]:
-    found = {next(part for part in match.groups() if part).lower() for match in _TERM.finditer(task)}
+    """The task's salient terms; a capitalised word that only opens a sentence is not taken for a name."""
+    found: set[str] = set()
+    for match in _TERM.finditer(task):
+        term = next(part for part in match.groups() if part)
+        opens_sentence = match.group(4) is not None and _SENTENCE_START.search(task[: match.start()]) is not None
+        if not opens_sentence:
+            found.add(term.lower())
     salient = {term for term in found if term not in _COMMON}
     return salient or {word.lower() for word in _WORD.findall(task) if word.lower() not in _COMMON}
+
+
+def _literals(value: object) -> list[str]:
+    """The literal values of arguments, as text: strings and numbers, not keys and not references."""
+    if isinstance(value, dict):
+        if REF_KEY in value:
+            return []
+        return [text for item in value.values() for text in _literals(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _literals(item)]
+    if isinstance(value, str):
+        return [_REFERENCE_TEXT.sub(" ", value)]
+    return [] if value is None or isinstance(value, bool) else [str(value)]
 
 
 class StructureSelect(Selector):
@@ -69,8 +91,8 @@ class StructureSelect(Selector):
             raise ModelError(
                 "selector 'structure' ranks plans and applies to the planner only", backend="best_of_n strategy"
             )
-        reads = [reading.reader.read(completion.text) for completion in candidates.completions]
-        keys = [f"plan:{plan_key(read.nodes)}" if read.nodes else None for read in reads]
+        reads = [reading.reader.read(completion.text, known=reading.known) for completion in candidates.completions]
+        keys = [f"plan:{plan_key(read.nodes, reading.known)}" if read.nodes else None for read in reads]
         majority = set(vote(keys, lambda first, second: first == second).members)
         scores = [
             (*score_plan(read, reading.task), index in majority, -index) for index, read in enumerate(reads)

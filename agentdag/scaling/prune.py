@@ -206,7 +206,7 @@ class Prune(ScalingModel):
                 else Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=estimate_tokens(trace.text))
             )
             trace.tokens = usage.total_tokens
-            ledger.settle(reservation, usage)
+            ledger.settle(reservation, usage, counted=self.wrapped.counts_usage)
         if final is not None:
             trace.completion = final.completions[0]
             if not trace.cluster:  # finished before its prefix was judged: it joins the clustering whole

@@ -10,7 +10,7 @@ from agentdag.errors import ToolArgumentsError
 from agentdag.messages import Message, ModelRequest, ModelSettings
 from agentdag.models.base import Model
 from agentdag.toolsets.base import JsonValue, Tool, ToolPolicy
-from agentdag.usage import report_usage
+from agentdag.usage import report_usage, reporting_as
 
 __all__ = ["ModelTool"]
 
@@ -48,9 +48,10 @@ class ModelTool(Tool):
         messages = [Message("user", parsed.prompt)]
         if parsed.system:
             messages.insert(0, Message("system", parsed.system))
-        response = await self.model.request(
-            ModelRequest(messages=tuple(messages), settings=ModelSettings(max_tokens=parsed.max_tokens))
-        )
-        report_usage("tools", response.usage)
+        request = ModelRequest(messages=tuple(messages), settings=ModelSettings(max_tokens=parsed.max_tokens))
+        with reporting_as("tools"):  # a strategy wrapping the model counts its own calls for this role
+            response = await self.model.request(request)
+        if not self.model.counts_usage:
+            report_usage(response.usage, "tools")
         return response.text.strip()
 
