@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.resources
 import string
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Literal
 
@@ -73,6 +74,18 @@ def fill(template: str, **values: object) -> str:
     return string.Template(template).safe_substitute({key: str(value) for key, value in values.items()})
 
 
+def _shipped_templates() -> Traversable:
+    """The shipped templates: the installed `agentdag.planners` package, else `planners/` of the source tree.
+
+    An installed agentdag maps `planners/` onto `agentdag.planners`; a checkout used without installing it
+    (its root on `sys.path`) has the folder beside the `agentdag` package.
+    """
+    try:
+        return importlib.resources.files("agentdag.planners")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "planners"
+
+
 def load_template(name_or_path: str) -> PlannerTemplate:
     """Load a template shipped in `planners/` by name (e.g. "json"), or a YAML file by path.
 
@@ -87,13 +100,11 @@ def load_template(name_or_path: str) -> PlannerTemplate:
             raise TaskFileError(f"{path}: cannot read the planner template: {error.strerror}") from None
         source = str(path)
     else:
-        resource = importlib.resources.files("agentdag.planners").joinpath(f"{name_or_path}.yaml")
+        folder = _shipped_templates()
+        resource = folder.joinpath(f"{name_or_path}.yaml")
         if not resource.is_file():
-            shipped = sorted(
-                item.name.removesuffix(".yaml")
-                for item in importlib.resources.files("agentdag.planners").iterdir()
-                if item.name.endswith(".yaml")
-            )
+            names = [item.name for item in folder.iterdir()]
+            shipped = sorted(name.removesuffix(".yaml") for name in names if name.endswith(".yaml"))
             raise TaskFileError(f"no planner template named {name_or_path!r} (shipped: {', '.join(shipped)})")
         text = resource.read_text(encoding="utf-8")
         source = f"planners/{name_or_path}.yaml"
