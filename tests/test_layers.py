@@ -17,7 +17,7 @@ ROOT = Path(__file__).parent.parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("data", (
         "agentdag.errors", "agentdag.messages", "agentdag.tokens", "agentdag.hashing", "agentdag.events",
-        "agentdag.config", "agentdag.usage", "agentdag.toolsets.base", "agentdag.references",
+        "agentdag.config", "agentdag.usage", "agentdag.fanout", "agentdag.toolsets.base", "agentdag.references",
     )),
     ("plans", (
         "agentdag.plan", "agentdag.canonical", "agentdag.records", "agentdag.templates", "agentdag.schemas",

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from abc import abstractmethod
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-import anyio
-
 from agentdag.errors import ModelError
+from agentdag.fanout import fan_out
 from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, Usage
 from agentdag.models.base import Model, WrapperModel
 from agentdag.scaling.answers import AnswerRule, vote
@@ -97,21 +97,10 @@ class ScalingModel(WrapperModel):
         count = max(1, request.settings.n)
         if count == 1:
             return await self._run(single)
-        responses: list[ScaledResponse | None] = [None] * count
-        errors: list[ModelError] = []
-
-        async def run_one(index: int) -> None:
-            try:
-                responses[index] = await self._run(single)
-            except ModelError as error:
-                errors.append(error)
-
-        async with anyio.create_task_group() as group:
-            for index in range(count):
-                group.start_soon(run_one, index)
-        if errors:
-            raise errors[0]
-        return _merge([response for response in responses if response is not None])
+        ran = await fan_out([functools.partial(self._run, single)] * count, catch=(ModelError,))
+        if ran.errors:
+            raise ran.errors[0]
+        return _merge(ran.done)
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ModelResponse, None]:
         """Run the strategy, then yield its reply as one chunk and the response."""
@@ -171,27 +160,17 @@ class ScalingModel(WrapperModel):
         Raises:
             ModelError: every sample failed (the first error).
         """
-        results: list[ModelResponse | None] = [None] * len(requests)
-        errors: list[ModelError] = []
 
-        async def draw_one(index: int) -> None:
+        async def sample(index: int) -> ModelResponse | None:
+            # Seeded by the calls started before it, when it starts: samples the budget skips take no seed.
             request = self.sample_request(requests[index], ledger.started)
-            try:
-                results[index] = response = await ledger.call(
-                    self.wrapped, request, share=len(requests) - index, streamed=streamed
-                )
-            except ModelError as error:
-                errors.append(error)
-                return
-            if response is not None and on_sample is not None and on_sample(index, response):
-                group.cancel_scope.cancel()
+            return await ledger.call(self.wrapped, request, share=len(requests) - index, streamed=streamed)
 
-        async with anyio.create_task_group() as group:
-            for index in range(len(requests)):
-                group.start_soon(draw_one, index)
-        done = [result for result in results if result is not None]
-        if not done and errors:
-            raise errors[0]
+        jobs = [functools.partial(sample, index) for index in range(len(requests))]
+        ran = await fan_out(jobs, catch=(ModelError,), stop=on_sample)
+        done = ran.done
+        if not done and ran.errors:
+            raise ran.errors[0]
         if stage and done:
             ledger.add_stage(max(report_of(response).tokens_seq for response in done))
             ledger.samples += len(done)

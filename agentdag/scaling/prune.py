@@ -10,6 +10,7 @@ cheap but weak; `ModelJudge` asks a model.
 
 from __future__ import annotations
 
+import functools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from typing import Literal
 import anyio
 
 from agentdag.errors import ModelError
+from agentdag.fanout import FanOut, fan_out
 from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings, Usage
 from agentdag.models.base import Model
 from agentdag.scaling.answers import AnswerRule, jaccard_similarity, ngram_cosine, vote
@@ -142,7 +144,6 @@ class Prune(ScalingModel):
         traces = [_Trace(index=index) for index in range(self.n)]
         clusters: list[list[int]] = []
         lock = anyio.Lock()
-        errors: list[ModelError] = []
 
         async def assign(trace: _Trace) -> None:
             async with lock:
@@ -154,19 +155,12 @@ class Prune(ScalingModel):
                 trace.cluster = [trace.index]
                 clusters.append(trace.cluster)
 
-        async def run(trace: _Trace) -> None:
-            try:
-                await self._stream_trace(request, trace, ledger, assign)
-            except ModelError as error:
-                errors.append(error)
-
-        async with anyio.create_task_group() as group:
-            for trace in traces:
-                group.start_soon(run, trace)
+        jobs = [functools.partial(self._stream_trace, request, trace, ledger, assign) for trace in traces]
+        ran: FanOut[None] = await fan_out(jobs, catch=(ModelError,))
         sent = [trace for trace in traces if trace.sent]
         finished = [trace for trace in sent if trace.completion is not None]
         if not finished:
-            raise errors[0] if errors else self.budget_error()
+            raise ran.errors[0] if ran.errors else self.budget_error()
         ledger.samples += len(sent)
         ledger.add_stage(max(trace.tokens for trace in sent))
         return self._vote(traces, sent)
