@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
+from replies import finish, is_joiner, node, plan
 
 from agentdag import Agent, FunctionModel, tool
 from agentdag.cli import main
@@ -18,7 +18,6 @@ from agentdag.events import Event, NodeEvent
 from agentdag.messages import Message, ModelRequest
 from agentdag.models.cassette import CassetteModel
 from agentdag.scaling import BestOfNConfig, create_strategy
-from agentdag.schemas import JOINER_SCHEMA
 from agentdag.taskfile import parse_task_file
 
 LOOKUPS: list[str] = []
@@ -44,20 +43,12 @@ def calculate(expression: str) -> float:
     return evaluate(expression)
 
 
-def node(node_id: int, tool_name: str, depends_on: tuple[int, ...] = (), **arguments: Any) -> dict[str, Any]:
-    return {"id": node_id, "tool": tool_name, "arguments": arguments, "depends_on": list(depends_on)}
 
 
-def plan(*nodes: dict[str, Any], thought: str = "t") -> str:
-    return json.dumps({"thought": thought, "nodes": list(nodes)})
 
 
-def finish(answer: str) -> str:
-    return json.dumps({"thought": "done", "answer": answer, "action": "finish", "reason": ""})
 
 
-def is_joiner(request: ModelRequest) -> bool:
-    return request.settings.json_schema is JOINER_SCHEMA
 
 
 class Samples:

@@ -15,12 +15,15 @@ from typing import Any
 
 import anyio
 import pytest
+from replies import finish, is_joiner, node, plan, replan
 
 from agentdag import Agent, FunctionModel, PlannerConfig, tool
 from agentdag.messages import ModelRequest, ModelResponse, Usage
 from agentdag.models.base import Model
 from agentdag.plan import PlanProblem
-from agentdag.schemas import JOINER_SCHEMA, create_plan_schema
+from agentdag.schemas import create_plan_schema
+from agentdag.toolsets.mcp import McpToolset
+from agentdag.toolsets.mcp_config import McpServerConfig
 from agentdag.toolsets.model import ModelTool
 from agentdag.usage import RunMeter
 
@@ -82,24 +85,14 @@ def put_flag(name: str) -> str:
 TOOLS = [read_value, write_value, append, put_flag]
 
 
-def node(node_id: int, tool_name: str, depends_on: tuple[int, ...] = (), **arguments: Any) -> dict[str, Any]:
-    return {"id": node_id, "tool": tool_name, "arguments": arguments, "depends_on": list(depends_on)}
 
 
-def plan(*nodes: dict[str, Any], thought: str = "t") -> str:
-    return json.dumps({"thought": thought, "nodes": list(nodes)})
 
 
-def finish(answer: str) -> str:
-    return json.dumps({"thought": "done", "answer": answer, "action": "finish", "reason": ""})
 
 
-def replan(reason: str) -> str:
-    return json.dumps({"thought": "more", "answer": "so far", "action": "replan", "reason": reason})
 
 
-def is_joiner(request: ModelRequest) -> bool:
-    return request.settings.json_schema is JOINER_SCHEMA
 
 
 class Script:
@@ -434,27 +427,23 @@ async def test_draft_and_run_give_the_same_plan_for_the_same_replies() -> None:
 # -- the SWE pattern: patch, then see the tests pass in the same round -----------------------------------
 
 
-@pytest.mark.asyncio
-async def test_a_dag_agent_patches_and_sees_its_tests_pass_in_the_same_round(tmp_path: Path) -> None:
-    from agentdag.toolsets.mcp import McpToolset
-    from agentdag.toolsets.mcp_config import McpServerConfig
+PATCH = {"path": "stats.py", "old": "ordered = list(values)", "new": "ordered = sorted(values)"}
 
+
+def buggy_median_workspace(tmp_path: Path) -> McpServerConfig:
+    """The workspace MCP server over a fresh copy of the example's buggy program (a `median` that forgets to sort)."""
     workspace = tmp_path / "workspace"
     shutil.copytree(EXAMPLES / "data" / "buggy_median", workspace)
-    server = McpServerConfig(
-        name="workspace",
-        command=[sys.executable, "-m", "agentdag.tools.workspace", "--root", str(workspace),
-                 "--test-command", "python test_stats.py"],
-    )  # fmt: skip
+    command = [sys.executable, "-m", "agentdag.tools.workspace", "--root", str(workspace)]
+    return McpServerConfig(name="workspace", command=[*command, "--test-command", "python test_stats.py"])
+
+
+@pytest.mark.asyncio
+async def test_a_dag_agent_patches_and_sees_its_tests_pass_in_the_same_round(tmp_path: Path) -> None:
+    server = buggy_median_workspace(tmp_path)
     script = Script(
         [
-            plan(
-                node(1, "run_tests"),
-                node(
-                    2, "patch_file", (1,), path="stats.py", old="ordered = list(values)", new="ordered = sorted(values)"
-                ),
-                node(3, "run_tests", (2,)),
-            )
+            plan(node(1, "run_tests"), node(2, "patch_file", (1,), **PATCH), node(3, "run_tests", (2,)))
         ],
         [finish("fixed")],
     )
@@ -567,21 +556,12 @@ async def test_a_repeat_may_reuse_a_repeat_that_runs_again() -> None:
 
 @pytest.mark.asyncio
 async def test_a_read_only_call_downstream_of_a_patch_reads_the_patched_file(tmp_path: Path) -> None:
-    from agentdag.toolsets.mcp import McpToolset
-    from agentdag.toolsets.mcp_config import McpServerConfig
-
-    workspace = tmp_path / "workspace"
-    shutil.copytree(EXAMPLES / "data" / "buggy_median", workspace)
-    server = McpServerConfig(
-        name="workspace",
-        command=[sys.executable, "-m", "agentdag.tools.workspace", "--root", str(workspace)],
-    )
-    patch = {"path": "stats.py", "old": "ordered = list(values)", "new": "ordered = sorted(values)"}
+    server = buggy_median_workspace(tmp_path)
     script = Script(
         [
             plan(
                 node(1, "read_file", path="stats.py"),
-                node(2, "patch_file", (1,), **patch),
+                node(2, "patch_file", (1,), **PATCH),
                 node(3, "read_file", (2,), path="stats.py"),
             )
         ],
