@@ -192,10 +192,17 @@ def _create_parser() -> argparse.ArgumentParser:
     swe = benches.add_parser("swe", help="code fixes in a workspace MCP server, judged by the tests")
     swe.add_argument("--dataset", type=Path, default=None, help="a JSONL file of ../shared/data/swe/")
     swe.add_argument("--agent", choices=["dag", "react"], default="dag", help="the agent to measure")
-    swe.add_argument("--model", default="oracle", help="oracle, noop, local (the embedded model) or a server URL")
+    swe.add_argument(
+        "--model",
+        default="oracle",
+        help="oracle, noop or tamper (scripted controls; a list such as tamper,oracle gives them to the candidates "
+        "in turn), local (the embedded model) or a server URL",
+    )
     swe.add_argument("--limit", type=_positive, default=None, help="run only the first N cases")
     swe.add_argument("--candidates", type=_positive, default=1, help="parallel attempts per case, selected by tests")
-    swe.add_argument("--case-timeout-s", type=float, default=300.0, help="wall-time limit of one case")
+    swe.add_argument(
+        "--case-timeout-s", type=float, default=300.0, help="wall-time limit of one case's attempts (judging follows)"
+    )
     swe.add_argument("--json", action="store_true", help="print one JSON object")
     swe_options = ("dataset", "agent", "model", "limit", "candidates", "case_timeout_s")
     swe.set_defaults(command=_bench("swe", "run_swe_bench", swe_options, _swe_table))
@@ -648,11 +655,12 @@ def _names(text: str) -> list[str]:
 
 def _swe_table(report: dict[str, Any]) -> Table:
     table = Table(title=f"SWE: {report['config']['dataset']}, {report['config']['agent']} agent")
-    for column in ("case", "resolved", "wall (s)", "model calls", "test runs", "error"):
+    columns = ("case", "resolved", "wall (s)", "model calls", "test runs", "error")
+    for column in columns:
         table.add_column(column)
+    fields = ("resolved", "wall_s", "model_calls", "test_runs")
     for item in report["items"]:
-        row = (item["id"], str(item["resolved"]), str(item["wall_s"]), str(item["model_calls"]))
-        table.add_row(*row, str(item["test_runs"]), shorten(item["error"] or "", 60))
+        table.add_row(item["id"], *(str(item[field]) for field in fields), shorten(item["error"] or "", 60))
     summary = ", ".join(f"{key} {value}" for key, value in report["summary"].items())
     table.caption = summary
     return table

@@ -1,13 +1,14 @@
-"""The SWE harness, proven by its two controls: the oracle resolves every case, noop none."""
+"""The SWE harness, proven by its controls: the oracle resolves every case, noop and tamper none."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agentdag.benchmarks.oracle import GenerationTiming
-from agentdag.benchmarks.swe import load_swe_cases, oracle_plan, run_swe_bench
+from agentdag.benchmarks.swe import TAMPER_HOOK, TAMPERED_TEST, control_plan, load_swe_cases, run_swe_bench
 
 from agentdag.cli import main
 
@@ -21,14 +22,23 @@ pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="the SWE data sets liv
 @pytest.mark.parametrize("agent", ["dag", "react"])
 async def test_oracle_resolves_and_noop_does_not(agent: str) -> None:
     dataset = DATA / "humanevalfix.jsonl"
-    oracle = await run_swe_bench(dataset=dataset, agent=agent, model="oracle", limit=2, timing=FAST)  # type: ignore[arg-type]
-    noop = await run_swe_bench(dataset=dataset, agent=agent, model="noop", limit=2, timing=FAST)  # type: ignore[arg-type]
+    oracle = await run_swe_bench(dataset=dataset, agent=agent, model="oracle", limit=1, timing=FAST)  # type: ignore[arg-type]
+    noop = await run_swe_bench(dataset=dataset, agent=agent, model="noop", limit=1, timing=FAST)  # type: ignore[arg-type]
     assert oracle["summary"]["resolved_rate"] == 1.0
     assert noop["summary"]["resolved_rate"] == 0.0
     for report in (oracle, noop):
         assert report["summary"]["errors"] == 0
-        assert report["summary"]["test_runs"] == 2
+        assert report["summary"]["test_runs"] == 1
         assert report["summary"]["model_calls"] > 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("dataset", ["humanevalfix", "polyglot_python"])
+async def test_tamper_resolves_nothing(dataset: str) -> None:
+    # Its own run passes (tests/test_bench_swe_judge.py shows such trees pass in place); the judge restores them.
+    report = await run_swe_bench(dataset=DATA / f"{dataset}.jsonl", model="tamper", limit=1, timing=FAST)
+    assert report["summary"]["resolved_rate"] == 0.0
+    assert report["summary"]["errors"] == 0
 
 
 @pytest.mark.asyncio
@@ -42,15 +52,27 @@ async def test_candidates_run_in_separate_workspaces_and_one_is_selected() -> No
     assert item["test_runs"] == 3  # each candidate ran the tests in its own workspace
 
 
-def test_the_oracle_plan_reads_in_parallel_then_writes_the_gold_then_tests() -> None:
+def write_case(folder: Path, **changes: Any) -> Path:
+    """A HumanEvalFix case as a one-line data set, with some fields changed."""
+    record = json.loads((DATA / "humanevalfix.jsonl").read_text().splitlines()[0]) | changes
+    dataset = folder / "case.jsonl"
+    dataset.write_text(json.dumps(record) + "\n")
+    return dataset
+
+
+def test_the_control_plans_read_in_parallel_then_write_then_test() -> None:
     (case,) = load_swe_cases(DATA / "quixbugs.jsonl", limit=1)
-    plan = oracle_plan(case, apply_fix=True).splitlines()
+    plan = control_plan(case, "oracle").splitlines()
     assert plan[0] == '1. list_files(".")'
     assert any(line.startswith("2. read_file(") for line in plan)
     assert sum("write_file(" in line for line in plan) == len(case.gold)
     assert "run_tests(" in plan[-2]
     assert plan[-1].endswith("join()<END_OF_PLAN>")
-    assert "write_file(" not in oracle_plan(case, apply_fix=False)
+    assert "write_file(" not in control_plan(case, "noop")
+    tamper = control_plan(case, "tamper")
+    assert f"write_file('python_testcases/test_bitcount.py', {TAMPERED_TEST!r}" in tamper
+    assert f"write_file('conftest.py', {case.files['conftest.py'] + TAMPER_HOOK!r}" in tamper
+    assert not any(path in tamper for path in case.gold)  # it never touches the source
 
 
 def test_bench_swe_cli_prints_the_summary_fields(capsys: pytest.CaptureFixture[str]) -> None:
@@ -61,6 +83,23 @@ def test_bench_swe_cli_prints_the_summary_fields(capsys: pytest.CaptureFixture[s
         assert field in summary
 
 
-def test_bad_model_names_are_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "swe", "--model", "gpt-nothing", "--limit", "1"]) == 2
-    assert "--model must be oracle, noop, local or an http(s) URL" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("gpt-nothing", "--model must be oracle, noop, tamper, local or an http(s) URL"),
+        ("oracle,local", "a list in --model may name only the scripted controls oracle, noop, tamper"),
+    ],
+)
+def test_bad_model_names_are_one_clear_error(model: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "swe", "--model", model, "--limit", "1"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_missing_test_runner_stops_before_the_first_case(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dataset = write_case(tmp_path, test_command="python -m agentdag_no_such_runner -q test.py")
+    assert main(["bench", "swe", "--dataset", str(dataset), "--model", "oracle", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no case ran
+    (line,) = captured.err.strip().splitlines()
+    assert "the test runner of 'python -m agentdag_no_such_runner -q test.py' is missing" in line
+    assert "pip install agentdag_no_such_runner" in line
