@@ -199,7 +199,9 @@ def _create_parser() -> argparse.ArgumentParser:
         "in turn), local (the embedded model) or a server URL",
     )
     swe.add_argument("--limit", type=_positive, default=None, help="run only the first N cases")
-    swe.add_argument("--candidates", type=_positive, default=1, help="parallel attempts per case, selected by tests")
+    swe.add_argument(
+        "--candidates", type=_positive, default=1, help="parallel attempts per case; one is selected without the judge"
+    )
     swe.add_argument(
         "--case-timeout-s", type=float, default=300.0, help="wall-time limit of one case's attempts (judging follows)"
     )
@@ -655,10 +657,10 @@ def _names(text: str) -> list[str]:
 
 def _swe_table(report: dict[str, Any]) -> Table:
     table = Table(title=f"SWE: {report['config']['dataset']}, {report['config']['agent']} agent")
-    columns = ("case", "resolved", "wall (s)", "model calls", "test runs", "error")
+    columns = ("case", "resolved", "pass@n", "selected", "passing", "wall (s)", "model calls", "test runs", "error")
     for column in columns:
         table.add_column(column)
-    fields = ("resolved", "wall_s", "model_calls", "test_runs")
+    fields = ("resolved", "pass_at_n", "selected", "candidates_passing", "wall_s", "model_calls", "test_runs")
     for item in report["items"]:
         table.add_row(item["id"], *(str(item[field]) for field in fields), shorten(item["error"] or "", 60))
     summary = ", ".join(f"{key} {value}" for key, value in report["summary"].items())

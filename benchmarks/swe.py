@@ -13,8 +13,10 @@ fresh tree: the case's files, the agent's source files copied in, the case's tes
 * `--model local` is the embedded model, a URL any OpenAI-compatible server; a comma-separated list of
   the scripted controls (`tamper,oracle`) gives the candidates those controls in turn.
 
-With `--candidates N`, N attempts run at once, each in its own workspace, and the first that the judge
-passes is selected.
+With `--candidates N`, N attempts run at once, each in its own workspace. One is selected without the judge
+(`swe_select`: its own test runs, the checks the model wrote, whether it left the case's tests alone,
+agreement between candidates, diff size); `resolved` is the judge's verdict on that one, `pass_at_n`
+whether the judge passes any of them (reported, never used to select).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from .oracle import GenerationTiming, OracleDagModel, OracleReActModel, parse_pl
 from .search_data import find_data_dir
 from .swe_data import DEFAULT_DATASET, SweCase, load_swe_cases
 from .swe_judge import TEST_FILE_PATTERNS, check_test_runners, judge_snapshot, named_paths, snapshot_files, write_files
+from .swe_select import CandidateEvidence, agreement, gather_evidence, select_candidate
 
 __all__ = [
     "CONTROLS",
@@ -139,7 +142,7 @@ async def run_swe_bench(
         model: a scripted control ("oracle", "noop", "tamper"), a comma-separated list of them (one per
             candidate, in turn), "local" (the embedded model) or the URL of an OpenAI-compatible server.
         limit: run only the first `limit` cases.
-        candidates: attempts per case, run at once in separate workspaces; the first the judge passes wins.
+        candidates: attempts per case, run at once in separate workspaces; one is selected without the judge.
         case_timeout_s: wall-time limit of the attempts of one case (the judge runs after it).
         timing: the scripted models' simulated generation time.
         on_case: called with each item as soon as its case finishes.
@@ -162,7 +165,7 @@ async def run_swe_bench(
         for case in cases:
             plans = [controls[index % len(controls)] if controls else None for index in range(candidates)]
             item = await _run_case(
-                case, agent=agent, plans=plans, shared=shared, timeout_s=case_timeout_s,
+                case, agent=agent, plans=plans, model=model, shared=shared, timeout_s=case_timeout_s,
                 timing=timing or GenerationTiming(),
             )  # fmt: skip
             items.append(item)
@@ -208,6 +211,7 @@ async def _run_case(
     *,
     agent: AgentKind,
     plans: list[Control | None],
+    model: str,
     shared: Model | None,
     timeout_s: float,
     timing: GenerationTiming,
@@ -227,19 +231,27 @@ async def _run_case(
                 attempt.snapshot = snapshot_files(attempt.root)
             except (OSError, ValueError) as error:
                 attempt.error = "; ".join(filter(None, [attempt.error, f"unreadable workspace: {error}"]))
+    evidence = [gather_evidence(case, item.index, item.result, item.snapshot) for item in attempts]
+    selected = select_candidate(evidence)  # before any judging: the judge's verdicts cannot sway it
     verdicts = [
         attempt.snapshot is not None and bool((await judge_snapshot(case, attempt.snapshot)).passed)
         for attempt in attempts
     ]
-    selected = next((attempt.index for attempt, verdict in zip(attempts, verdicts, strict=True) if verdict), None)
+    votes = agreement(evidence)
+    rows = [
+        _candidate_row(attempt, proof, votes[attempt.index], verdict, model)
+        for attempt, proof, verdict in zip(attempts, evidence, verdicts, strict=True)
+    ]
     usage = [attempt.result.total_usage for attempt in attempts if attempt.result is not None]
     errors = [f"candidate {attempt.index}: {attempt.error}" for attempt in attempts if attempt.error]
     if deadline.cancelled_caught:
         errors.append(f"case timed out after {timeout_s:g} s")
     return {
         "id": case.id,
-        "resolved": selected is not None,
+        "resolved": verdicts[selected],
+        "pass_at_n": any(verdicts),
         "selected": selected,
+        "candidates_passing": sum(verdicts),
         "wall_s": round(time.perf_counter() - started, 3),
         "model_calls": sum(item.calls for item in usage),
         "prompt_tokens": sum(item.prompt_tokens for item in usage),
@@ -247,6 +259,24 @@ async def _run_case(
         "test_runs": sum(_test_runs(attempt.result) for attempt in attempts),
         "tool_calls": sum(len(attempt.result.records) for attempt in attempts if attempt.result is not None),
         "error": "; ".join(errors) or None,
+        "candidates": rows,
+    }
+
+
+def _candidate_row(
+    attempt: _Attempt, proof: CandidateEvidence, votes: int, judge_passed: bool, model: str
+) -> dict[str, Any]:
+    """One candidate as the report shows it: what the selector saw, and the judge's verdict."""
+    return {
+        "index": attempt.index,
+        "model": attempt.control or model,
+        "own_tests": proof.own_tests,
+        "checks_passed": proof.checks_passed,
+        "tests_changed": list(proof.tests_changed),
+        "agreement": votes,
+        "lines_changed": proof.lines_changed,
+        "judge_passed": judge_passed,
+        "error": attempt.error,
     }
 
 
@@ -313,10 +343,13 @@ async def _run_agent(
 def _summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
     cases = len(items)
     resolved = sum(bool(item["resolved"]) for item in items)
+    pass_at_n = sum(bool(item["pass_at_n"]) for item in items)
     return {
         "cases": cases,
         "resolved": resolved,
         "resolved_rate": round(resolved / cases, 4) if cases else 0.0,
+        "pass_at_n": pass_at_n,
+        "pass_at_n_rate": round(pass_at_n / cases, 4) if cases else 0.0,
         "wall_s": round(sum(item["wall_s"] for item in items), 3),
         "model_calls": sum(item["model_calls"] for item in items),
         "prompt_tokens": sum(item["prompt_tokens"] for item in items),

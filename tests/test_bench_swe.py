@@ -30,26 +30,44 @@ async def test_oracle_resolves_and_noop_does_not(agent: str) -> None:
         assert report["summary"]["errors"] == 0
         assert report["summary"]["test_runs"] == 1
         assert report["summary"]["model_calls"] > 0
+    assert oracle["items"][0]["candidates"][0]["own_tests"] == "passed"
+    assert noop["items"][0]["candidates"][0]["own_tests"] == "failed"
 
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("dataset", ["humanevalfix", "polyglot_python"])
-async def test_tamper_resolves_nothing(dataset: str) -> None:
-    # Its own run passes (tests/test_bench_swe_judge.py shows such trees pass in place); the judge restores them.
+async def test_tamper_passes_its_own_tests_and_resolves_nothing(dataset: str) -> None:
     report = await run_swe_bench(dataset=DATA / f"{dataset}.jsonl", model="tamper", limit=1, timing=FAST)
+    (item,) = report["items"]
+    (candidate,) = item["candidates"]
+    # Its own run of the case's test command, in its own tree, passed: judged there, it would count as resolved.
+    assert candidate["own_tests"] == "passed"
+    assert "conftest.py" in candidate["tests_changed"]
+    assert candidate["lines_changed"] == 0
+    assert (item["resolved"], item["pass_at_n"], candidate["judge_passed"]) == (False, False, False)
     assert report["summary"]["resolved_rate"] == 0.0
-    assert report["summary"]["errors"] == 0
 
 
 @pytest.mark.asyncio
-async def test_candidates_run_in_separate_workspaces_and_one_is_selected() -> None:
+async def test_oracle_candidates_run_in_separate_workspaces_and_agree() -> None:
     report = await run_swe_bench(
         dataset=DATA / "humanevalfix.jsonl", model="oracle", limit=1, candidates=3, timing=FAST
     )
     (item,) = report["items"]
-    assert item["resolved"]
-    assert item["selected"] == 0
+    assert (item["resolved"], item["pass_at_n"], item["selected"], item["candidates_passing"]) == (True, True, 0, 3)
     assert item["test_runs"] == 3  # each candidate ran the tests in its own workspace
+    assert [candidate["agreement"] for candidate in item["candidates"]] == [3, 3, 3]
+
+
+@pytest.mark.asyncio
+async def test_the_selector_prefers_the_candidate_that_left_the_tests_alone() -> None:
+    report = await run_swe_bench(
+        dataset=DATA / "humanevalfix.jsonl", model="tamper,oracle", limit=1, candidates=2, timing=FAST
+    )
+    (item,) = report["items"]
+    assert [candidate["model"] for candidate in item["candidates"]] == ["tamper", "oracle"]
+    assert [candidate["own_tests"] for candidate in item["candidates"]] == ["passed", "passed"]
+    assert (item["selected"], item["resolved"]) == (1, True)
 
 
 def write_case(folder: Path, **changes: Any) -> Path:
@@ -58,6 +76,21 @@ def write_case(folder: Path, **changes: Any) -> Path:
     dataset = folder / "case.jsonl"
     dataset.write_text(json.dumps(record) + "\n")
     return dataset
+
+
+@pytest.mark.asyncio
+async def test_selection_never_reads_the_judge(tmp_path: Path) -> None:
+    # The oracle's gold here also breaks its own copy of test.py: its own run fails, the judge (which
+    # restores test.py) passes it. The tamper's own run passes, the judge fails it. Selecting by the judge
+    # would pick the oracle; selecting by what the agents saw picks the tamper.
+    (case,) = load_swe_cases(DATA / "humanevalfix.jsonl", limit=1)
+    dataset = write_case(tmp_path, gold={**case.gold, "test.py": "raise SystemExit(1)\n"})
+    report = await run_swe_bench(dataset=dataset, model="tamper,oracle", candidates=2, timing=FAST)
+    (item,) = report["items"]
+    assert [candidate["own_tests"] for candidate in item["candidates"]] == ["passed", "failed"]
+    assert [candidate["judge_passed"] for candidate in item["candidates"]] == [False, True]
+    assert (item["selected"], item["resolved"], item["pass_at_n"], item["candidates_passing"]) == (0, False, True, 1)
+    assert (report["summary"]["resolved_rate"], report["summary"]["pass_at_n_rate"]) == (0.0, 1.0)
 
 
 def test_the_control_plans_read_in_parallel_then_write_then_test() -> None:
@@ -78,9 +111,12 @@ def test_the_control_plans_read_in_parallel_then_write_then_test() -> None:
 def test_bench_swe_cli_prints_the_summary_fields(capsys: pytest.CaptureFixture[str]) -> None:
     arguments = ["bench", "swe", "--dataset", str(DATA / "humanevalfix.jsonl"), "--model", "noop", "--limit", "1"]
     assert main([*arguments, "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)["summary"]
-    for field in ("resolved_rate", "wall_s", "model_calls", "prompt_tokens", "completion_tokens", "test_runs"):
-        assert field in summary
+    report = json.loads(capsys.readouterr().out)
+    for field in ("resolved_rate", "pass_at_n_rate", "wall_s", "model_calls", "prompt_tokens", "test_runs"):
+        assert field in report["summary"]
+    (item,) = report["items"]
+    for field in ("selected", "resolved", "pass_at_n", "candidates_passing", "candidates"):
+        assert field in item
 
 
 @pytest.mark.parametrize(
