@@ -20,7 +20,7 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 import anyio
@@ -116,6 +116,7 @@ async def run_command(
     timeout_s: float,
     memory_bytes: int = 0,
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    env: Mapping[str, str] | None = None,
 ) -> TestRun:
     """Run `argv` (no shell) in `cwd` in a new session, killing its whole process group on timeout.
 
@@ -129,6 +130,7 @@ async def run_command(
         timeout_s: wall-clock limit.
         memory_bytes: the address space limit (RLIMIT_AS) of the command; 0 for none.
         max_output_bytes: the bound on the returned output.
+        env: the command's environment (default: this process's).
     """
     program = [sys.executable, *argv[1:]] if argv[0] in ("python", "python3") else list(argv)
     output = _BoundedOutput(max_output_bytes)
@@ -137,7 +139,7 @@ async def run_command(
     async with await anyio.open_process(
         launcher,
         cwd=cwd,
-        env={**os.environ, _RUN_TAG: tag},
+        env={**(os.environ if env is None else env), _RUN_TAG: tag},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

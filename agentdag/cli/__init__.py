@@ -187,10 +187,19 @@ def create_parser() -> argparse.ArgumentParser:
     swe.add_argument("--dataset", default=None, help="a JSONL file, or a SWE data set's name (see data fetch)")
     swe.add_argument("--data", type=Path, default=None, dest="data_dir", metavar="DIR", help=_DATA_HELP)
     swe.add_argument("--agent", choices=["dag", "react"], default="dag", help="the agent to measure")
-    swe.add_argument("--model", default="oracle", help="oracle, noop, local (the embedded model) or a server URL")
+    swe.add_argument(
+        "--model",
+        default="oracle",
+        help="oracle, noop or tamper (scripted controls; a list such as tamper,oracle gives them to the candidates "
+        "in turn), local (the embedded model) or a server URL",
+    )
     swe.add_argument("--limit", type=positive, default=None, help="run only the first N cases")
-    swe.add_argument("--candidates", type=positive, default=1, help="parallel attempts per case, selected by tests")
-    swe.add_argument("--case-timeout-s", type=float, default=300.0, help="wall-time limit of one case")
+    swe.add_argument(
+        "--candidates", type=positive, default=1, help="parallel attempts per case; one is selected without the judge"
+    )
+    swe.add_argument(
+        "--case-timeout-s", type=float, default=300.0, help="wall-time limit of one case's attempts (judging follows)"
+    )
     swe.add_argument("--json", action="store_true", help="print one JSON object")
     swe_options = ("dataset", "data_dir", "agent", "model", "limit", "candidates", "case_timeout_s")
     swe.set_defaults(command=bench_command("swe", "run_swe_bench", swe_options, swe_table))

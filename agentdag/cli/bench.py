@@ -126,11 +126,12 @@ def load_table(report: dict[str, Any]) -> RenderableType:
 def swe_table(report: dict[str, Any]) -> Table:
     """The SWE benchmark's table: one row per case, the summary as its caption."""
     table = Table(title=f"SWE: {report['config']['dataset']}, {report['config']['agent']} agent")
-    for column in ("case", "resolved", "wall (s)", "model calls", "test runs", "error"):
+    columns = ("case", "resolved", "pass@n", "selected", "passing", "wall (s)", "model calls", "test runs", "error")
+    for column in columns:
         table.add_column(column)
+    fields = ("resolved", "pass_at_n", "selected", "candidates_passing", "wall_s", "model_calls", "test_runs")
     for item in report["items"]:
-        row = (item["id"], str(item["resolved"]), str(item["wall_s"]), str(item["model_calls"]))
-        table.add_row(*row, str(item["test_runs"]), shorten(item["error"] or "", 60))
+        table.add_row(item["id"], *(str(item[field]) for field in fields), shorten(item["error"] or "", 60))
     summary = ", ".join(f"{key} {value}" for key, value in report["summary"].items())
     table.caption = summary
     return table
