@@ -2,8 +2,8 @@
 
 A script (`OracleScript`) says which calls can be written at a point of the run, given what the run has
 observed so far. The DAG oracle reads the observations from the prompts the agent sends (the replan
-prompt's and the joiner's `[id] tool(args) -> output` lines), writes each round's plan from them in
-LLMCompiler's numbered format, and as the joiner asks to replan while the script has calls left, else
+prompt's and the joiner's `[id] tool(args) -> output` lines) and writes each round's plan from them in
+LLMCompiler's numbered format; as the joiner, it asks to replan while the script has calls left, else it
 finishes with the gold answer. The ReAct oracle reads the observations of its own conversation and makes
 the script's next call, one per step. Both therefore depend on what the agent passes back to them: a lost or
 wrong observation shows up as a missing or different call.
@@ -55,8 +55,8 @@ PROMPT_TOKEN_S = 0.0001
 
 From Anthropic's published time to first token of Claude 3.5 Sonnet without prompt caching: 11.5 s for a
 100,000-token prompt and 1.6 s for a 10,000-token one (prompt caching announcement, August 2024), that is
-0.1 to 0.16 ms per prompt token; the lower end is taken, since short prompts carry the fixed first-token
-latency instead.
+0.11 to 0.13 ms per prompt token once a 0.3 s fixed latency is taken off. It is rounded down: the cost
+falls more on ReAct's growing prompts than on the DAG agent's, so a lower rate does not flatter the DAG.
 """
 
 
@@ -83,6 +83,7 @@ class GenerationTiming:
 
 
 Role = Literal["plan", "join", "step"]
+"""Whom a scripted reply answered: the DAG agent's planner or joiner, or a ReAct step."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -126,7 +126,10 @@ class _State:
 
 
 class StepScript(OracleScript):
-    """A script of `search` steps whose texts are written from earlier outputs (FanOutQA and HotpotQA)."""
+    """A script of `search` steps whose texts are written from earlier outputs (FanOutQA and HotpotQA).
+
+    Built by `create_script` from a record; it keeps no state, so one script serves any number of runs.
+    """
 
     def __init__(self, steps: Sequence[_Step], *, tool: str = "search") -> None:
         self.steps = list(steps)
@@ -260,9 +263,8 @@ def _values(answer: JsonValue) -> Iterator[str]:
         yield answer
     elif isinstance(answer, bool):
         return
-    elif isinstance(answer, int | float):
-        if abs(answer) >= 100:
-            yield f"{answer:g}"
+    elif isinstance(answer, int) and abs(answer) >= 100:
+        yield str(answer)
     elif isinstance(answer, list):
         for item in answer:
             yield from _values(item)

@@ -17,6 +17,7 @@ from agentdag.benchmarks.oracle import (
     OracleReActModel,
     Served,
 )
+from agentdag.benchmarks.oracle_prompts import read_observations
 from agentdag.benchmarks.search import create_search_table, run_search_bench
 from agentdag.benchmarks.search_bound import create_dag_bound, create_react_bound
 from agentdag.benchmarks.search_data import SearchCase, SubQuestion, create_tools, load_cases
@@ -87,6 +88,17 @@ def test_find_phrase_ignores_case_accents_articles_and_near_spellings() -> None:
     assert text[slice(*find_phrase(text, "Kiss and Tell (1945 film)"))] == "Kiss and Tell (1945 film)"  # type: ignore[misc]
     assert find_phrase(text, "Jim Kenneth") is None
     assert find_phrase("Jimmy Kenney", "Jim Kenney") is None  # whole words; short ones exactly
+
+
+def test_observations_are_read_from_the_dag_prompt_lines_whatever_the_outputs_hold() -> None:
+    block = (
+        '[1] search({"query": "a"}) -> A: one.\n\nB: two.\n'
+        '[2] search({"query": "b"}) -> FAILED: the search timed out\n'
+        '[3] search({"query": "c"}) -> ["x", "y"]'
+    )
+    observed = [(item.arguments["query"], item.output) for item in read_observations(block)]
+    assert observed == [("a", "A: one.\n\nB: two."), ("b", None), ("c", '["x", "y"]')]
+    assert read_observations("(no tool was called)") == []
 
 
 # -- FanOutQA: rounds from the decomposition, texts from the observations --------------------------------
