@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from agentdag.benchmarks.load import child_pids
+from agentdag.benchmarks.resources import child_pids
 
 from agentdag import Agent, FunctionModel, PlannerConfig, RunResult, tool
 from agentdag.events import Event, RunEvent
