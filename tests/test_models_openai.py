@@ -260,7 +260,7 @@ async def test_transport_connect_error_is_retryable() -> None:
         with pytest.raises(ModelError, match="cannot connect") as caught:
             await model.request(ask())
     assert caught.value.retryable
-    assert caught.value.backend == f"openai-compatible server at {BASE_URL}"
+    assert caught.value.source == f"openai-compatible server at {BASE_URL}"
 
 
 async def test_unreachable_server_on_a_closed_port() -> None:

@@ -147,7 +147,7 @@ async def test_unknown_tool_and_bad_arguments_are_rejected_without_running() -> 
 @pytest.mark.asyncio
 async def test_model_failure_is_reported_in_the_result() -> None:
     def reply(request: ModelRequest) -> str:
-        raise ModelError("connection refused", backend="test")
+        raise ModelError("connection refused", source="test")
 
     result = await ReActAgent(tools=[lookup], model=FunctionModel(reply)).run("?")
 

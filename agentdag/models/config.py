@@ -211,5 +211,5 @@ async def _discover_model_name(model: OpenAIModel) -> str:
     offered = f"it serves {', '.join(names)}" if names else "it lists no models"
     raise ModelError(
         f"no model name given and {offered}; set `model:` in task.yaml or AGENTDAG_MODEL",
-        backend=model.backend,
+        source=model.backend,
     )

@@ -127,7 +127,7 @@ class OpenAIModel(Model):
         """
         settings = request.settings
         if settings.n < 1:
-            raise ModelError(f"settings.n must be at least 1, got {settings.n}", backend=self.backend)
+            raise ModelError(f"settings.n must be at least 1, got {settings.n}", source=self.backend)
         started = time.perf_counter()
         first = await self._retrying(request, n=settings.n if self._native_n else 1, seed=settings.seed)
         draws = [first]
@@ -155,9 +155,9 @@ class OpenAIModel(Model):
         """
         settings = request.settings
         if settings.n != 1:
-            raise ModelError(f"a stream draws one sample, but settings.n is {settings.n}", backend=self.backend)
+            raise ModelError(f"a stream draws one sample, but settings.n is {settings.n}", source=self.backend)
         if settings.logprobs:
-            raise ModelError("logprobs are not available when streaming; use request()", backend=self.backend)
+            raise ModelError("logprobs are not available when streaming; use request()", source=self.backend)
         started = time.perf_counter()
         chunks = await self._open_stream(request)
         parts: list[str] = []
@@ -226,7 +226,7 @@ class OpenAIModel(Model):
                     if attempt:
                         reason = str(model_error).removeprefix(f"{self.backend}: ")
                         model_error = ModelError(
-                            f"{reason} (gave up after {attempt + 1} attempts)", backend=self.backend, retryable=True
+                            f"{reason} (gave up after {attempt + 1} attempts)", source=self.backend, retryable=True
                         )
                     if model_error is error:
                         raise
@@ -244,14 +244,14 @@ class OpenAIModel(Model):
             raise ModelError(
                 f"returned a malformed reply: {error.detail}; is base_url an OpenAI-compatible API root "
                 f"(usually ending in /v1)?",
-                backend=self.backend,
+                source=self.backend,
             ) from error
         return self._to_draw(request, wire)
 
     def _to_draw(self, request: ModelRequest, wire: WireCompletion) -> _Draw:
         settings = request.settings
         if not wire.choices:
-            raise ModelError("returned no choices; the server may be overloaded or misconfigured", backend=self.backend)
+            raise ModelError("returned no choices; the server may be overloaded or misconfigured", source=self.backend)
         completions: list[Completion] = []
         for choice in sorted(wire.choices, key=lambda item: item.index):
             logprobs: tuple[float, ...] | None = None
@@ -260,7 +260,7 @@ class OpenAIModel(Model):
                     raise ModelError(
                         "returned no logprobs although they were requested; this server does not support "
                         "them: use llama.cpp, vLLM or OpenAI, or set logprobs to false",
-                        backend=self.backend,
+                        source=self.backend,
                     )
                 logprobs = tuple(token.logprob for token in choice.logprobs.content)
             completion = Completion(
@@ -288,7 +288,7 @@ class OpenAIModel(Model):
             raise ModelError(
                 f"reply does not match the requested JSON schema ({summary}); the server may not support "
                 f"response_format json_schema. Reply starts with {text[:80]!r}",
-                backend=self.backend,
+                source=self.backend,
                 retryable=True,
             ) from error
 
@@ -360,7 +360,7 @@ class OpenAIModel(Model):
         return ModelError(
             f"the stream broke off after {len(received)} characters ({why}); "
             f"the server stopped or dropped the connection",
-            backend=self.backend,
+            source=self.backend,
             retryable=True,
         )
 
@@ -371,18 +371,18 @@ class OpenAIModel(Model):
             return ModelError(
                 f"no reply within {self.timeout_s:g}s; the server may be overloaded or the model too slow: "
                 f"raise model.timeout_s or lower max_tokens",
-                backend=self.backend,
+                source=self.backend,
                 retryable=True,
             )
         if isinstance(error, openai.APIConnectionError | httpx2.TransportError):
             cause = error.__cause__ or error
             return ModelError(
                 f"cannot connect ({type(cause).__name__}: {cause}); is the server running? check model.base_url",
-                backend=self.backend,
+                source=self.backend,
                 retryable=True,
             )
         if isinstance(error, openai.APIStatusError):
-            return status_error(error, backend=self.backend, model=self.name)
+            return status_error(error, source=self.backend, model=self.name)
         if isinstance(error, openai.APIError | ValueError):
-            return ModelError(f"returned a malformed reply ({error})", backend=self.backend)
-        return ModelError(f"failed unexpectedly ({type(error).__name__}: {error})", backend=self.backend)
+            return ModelError(f"returned a malformed reply ({error})", source=self.backend)
+        return ModelError(f"failed unexpectedly ({type(error).__name__}: {error})", source=self.backend)
