@@ -82,7 +82,7 @@ async def run_backend_bench(
             timeout_s=600,
             max_retries=0,
             extra_body={"ignore_eos": True},
-            backend=f"embedded llama.cpp server at {server.url}",
+            server=f"embedded llama.cpp server at {server.url}",
         )
         try:
             await _generate(model, prompts[0], max_tokens=max_tokens)  # warm up: first-call allocations, caches

@@ -29,7 +29,7 @@ async def slow(query: str) -> str:
 @tool
 async def broken(query: str) -> str:
     """Always fails."""
-    raise RuntimeError(f"backend down for {query}")
+    raise RuntimeError(f"service down for {query}")
 
 
 def call(tool_name: str, **arguments: object) -> str:
@@ -113,7 +113,7 @@ async def test_tool_timeouts_and_failures_become_observations() -> None:
         if "(call 1)" in text:
             assert "error (timeout)" in text
             return call("broken", query="y")
-        assert "error (tool_error)" in text and "backend down for y" in text
+        assert "error (tool_error)" in text and "service down for y" in text
         return finish("gave up")
 
     result = await ReActAgent(tools=[slow, broken], model=FunctionModel(reply)).run("?")

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except ModelError as error:
         console.print(
-            f"[bold red]agentdag: model backend failed:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+            f"[bold red]agentdag: model failed:[/] {escape(str(error))}", highlight=False, soft_wrap=True
         )
         return EXIT_FAILED
     except AgentdagError as error:

@@ -64,7 +64,7 @@ class OpenAIModel(Model):
         retry_backoff_s: the first retry's delay; each further retry doubles it (capped, with jitter).
         extra_body: extra JSON fields for every request, for server-specific options (e.g. `ignore_eos`).
         transport: the HTTP transport, e.g. an `httpx2.MockTransport` in tests.
-        backend: how errors name this server; defaults to "openai-compatible server at <base_url>".
+        server: how errors name this server; defaults to "openai-compatible server at <base_url>".
     """
 
     def __init__(
@@ -78,7 +78,7 @@ class OpenAIModel(Model):
         retry_backoff_s: float = 0.5,
         extra_body: Mapping[str, object] | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
-        backend: str | None = None,
+        server: str | None = None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
@@ -89,7 +89,7 @@ class OpenAIModel(Model):
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.retry_backoff_s = retry_backoff_s
-        self.backend = backend or f"openai-compatible server at {self.base_url}"
+        self.server = server or f"openai-compatible server at {self.base_url}"
         self._extra_body = dict(extra_body) if extra_body else None
         timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         # agentdag retries itself (so it can name every failure), hence max_retries=0 in the SDK.
@@ -127,7 +127,7 @@ class OpenAIModel(Model):
         """
         settings = request.settings
         if settings.n < 1:
-            raise ModelError(f"settings.n must be at least 1, got {settings.n}", source=self.backend)
+            raise ModelError(f"settings.n must be at least 1, got {settings.n}", source=self.server)
         started = time.perf_counter()
         first = await self._retrying(request, n=settings.n if self._native_n else 1, seed=settings.seed)
         draws = [first]
@@ -155,9 +155,9 @@ class OpenAIModel(Model):
         """
         settings = request.settings
         if settings.n != 1:
-            raise ModelError(f"a stream draws one sample, but settings.n is {settings.n}", source=self.backend)
+            raise ModelError(f"a stream draws one sample, but settings.n is {settings.n}", source=self.server)
         if settings.logprobs:
-            raise ModelError("logprobs are not available when streaming; use request()", source=self.backend)
+            raise ModelError("logprobs are not available when streaming; use request()", source=self.server)
         started = time.perf_counter()
         chunks = await self._open_stream(request)
         parts: list[str] = []
@@ -224,9 +224,9 @@ class OpenAIModel(Model):
                 cause = error.__cause__ if model_error is error else error
                 if not model_error.retryable or attempt >= self.max_retries:
                     if attempt:
-                        reason = str(model_error).removeprefix(f"{self.backend}: ")
+                        reason = str(model_error).removeprefix(f"{self.server}: ")
                         model_error = ModelError(
-                            f"{reason} (gave up after {attempt + 1} attempts)", source=self.backend, retryable=True
+                            f"{reason} (gave up after {attempt + 1} attempts)", source=self.server, retryable=True
                         )
                     if model_error is error:
                         raise
@@ -244,14 +244,14 @@ class OpenAIModel(Model):
             raise ModelError(
                 f"returned a malformed reply: {error.detail}; is base_url an OpenAI-compatible API root "
                 f"(usually ending in /v1)?",
-                source=self.backend,
+                source=self.server,
             ) from error
         return self._to_draw(request, wire)
 
     def _to_draw(self, request: ModelRequest, wire: WireCompletion) -> _Draw:
         settings = request.settings
         if not wire.choices:
-            raise ModelError("returned no choices; the server may be overloaded or misconfigured", source=self.backend)
+            raise ModelError("returned no choices; the server may be overloaded or misconfigured", source=self.server)
         completions: list[Completion] = []
         for choice in sorted(wire.choices, key=lambda item: item.index):
             logprobs: tuple[float, ...] | None = None
@@ -260,7 +260,7 @@ class OpenAIModel(Model):
                     raise ModelError(
                         "returned no logprobs although they were requested; this server does not support "
                         "them: use llama.cpp, vLLM or OpenAI, or set logprobs to false",
-                        source=self.backend,
+                        source=self.server,
                     )
                 logprobs = tuple(token.logprob for token in choice.logprobs.content)
             completion = Completion(
@@ -288,7 +288,7 @@ class OpenAIModel(Model):
             raise ModelError(
                 f"reply does not match the requested JSON schema ({summary}); the server may not support "
                 f"response_format json_schema. Reply starts with {text[:80]!r}",
-                source=self.backend,
+                source=self.server,
                 retryable=True,
             ) from error
 
@@ -360,7 +360,7 @@ class OpenAIModel(Model):
         return ModelError(
             f"the stream broke off after {len(received)} characters ({why}); "
             f"the server stopped or dropped the connection",
-            source=self.backend,
+            source=self.server,
             retryable=True,
         )
 
@@ -371,18 +371,18 @@ class OpenAIModel(Model):
             return ModelError(
                 f"no reply within {self.timeout_s:g}s; the server may be overloaded or the model too slow: "
                 f"raise model.timeout_s or lower max_tokens",
-                source=self.backend,
+                source=self.server,
                 retryable=True,
             )
         if isinstance(error, openai.APIConnectionError | httpx2.TransportError):
             cause = error.__cause__ or error
             return ModelError(
                 f"cannot connect ({type(cause).__name__}: {cause}); is the server running? check model.base_url",
-                source=self.backend,
+                source=self.server,
                 retryable=True,
             )
         if isinstance(error, openai.APIStatusError):
-            return status_error(error, source=self.backend, model=self.name)
+            return status_error(error, source=self.server, model=self.name)
         if isinstance(error, openai.APIError | ValueError):
-            return ModelError(f"returned a malformed reply ({error})", source=self.backend)
-        return ModelError(f"failed unexpectedly ({type(error).__name__}: {error})", source=self.backend)
+            return ModelError(f"returned a malformed reply ({error})", source=self.server)
+        return ModelError(f"failed unexpectedly ({type(error).__name__}: {error})", source=self.server)
