@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx2
@@ -41,6 +41,8 @@ __all__ = ["OpenAIModel"]
 
 _MAX_BACKOFF_S = 8.0
 _MAX_RETRY_AFTER_S = 30.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,7 +131,8 @@ class OpenAIModel(Model):
         if settings.n < 1:
             raise ModelError(f"settings.n must be at least 1, got {settings.n}", source=self.server)
         started = time.perf_counter()
-        first = await self._retrying(request, n=settings.n if self._native_n else 1, seed=settings.seed)
+        n = settings.n if self._native_n else 1
+        first = await self._retrying(lambda: self._draw(request, n=n, seed=settings.seed), name_attempts=True)
         draws = [first]
         missing = settings.n - len(first.completions)
         if missing > 0:
@@ -196,43 +199,44 @@ class OpenAIModel(Model):
         yield ModelResponse(completions=(completion,), usage=stream_usage, model=self.name)
 
     async def _open_stream(self, request: ModelRequest) -> openai.AsyncStream[ChatCompletionChunk]:
-        attempt = 0
-        while True:
-            try:
-                with anyio.fail_after(self.timeout_s):
-                    chunks: openai.AsyncStream[ChatCompletionChunk] = await self._client.chat.completions.create(
-                        **self._common_arguments(request, n=1, seed=request.settings.seed),
-                        stream=True,
-                        stream_options={"include_usage": True},
-                    )
-                    return chunks
-            except Exception as error:
-                model_error = self._to_model_error(error)
-                if not model_error.retryable or attempt >= self.max_retries:
-                    raise model_error from error
-                await anyio.sleep(self._backoff_s(attempt, error))
-                attempt += 1
+        async def open_once() -> openai.AsyncStream[ChatCompletionChunk]:
+            chunks: openai.AsyncStream[ChatCompletionChunk] = await self._client.chat.completions.create(
+                **self._common_arguments(request, n=1, seed=request.settings.seed),
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            return chunks
 
-    async def _retrying(self, request: ModelRequest, *, n: int, seed: int | None) -> _Draw:
-        attempt = 0
+        # Only the opening is retried: once the stream is open, a failure breaks it off (see `stream`), as
+        # text may already have reached the caller. A stream's final error names no attempt count.
+        return await self._retrying(open_once, name_attempts=False)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]], *, name_attempts: bool) -> T:
+        """Await `attempt()` under the per-attempt deadline, again while it fails retryably.
+
+        At most `max_retries` retries, each after `_backoff_s` (the server's Retry-After, else the doubling,
+        capped, jittered backoff). Every failure becomes a `ModelError`; with `name_attempts`, one that came
+        after retries says how many attempts were made (and stays retryable: a later call may succeed).
+        """
+        retries = 0
         while True:
             try:
                 with anyio.fail_after(self.timeout_s):
-                    return await self._draw(request, n=n, seed=seed)
+                    return await attempt()
             except Exception as error:
                 model_error = self._to_model_error(error)
                 cause = error.__cause__ if model_error is error else error
-                if not model_error.retryable or attempt >= self.max_retries:
-                    if attempt:
+                if not model_error.retryable or retries >= self.max_retries:
+                    if retries and name_attempts:
                         reason = str(model_error).removeprefix(f"{self.server}: ")
                         model_error = ModelError(
-                            f"{reason} (gave up after {attempt + 1} attempts)", source=self.server, retryable=True
+                            f"{reason} (gave up after {retries + 1} attempts)", source=self.server, retryable=True
                         )
                     if model_error is error:
                         raise
                     raise model_error from cause
-                await anyio.sleep(self._backoff_s(attempt, cause))
-            attempt += 1
+                await anyio.sleep(self._backoff_s(retries, cause))
+            retries += 1
 
     async def _draw(self, request: ModelRequest, *, n: int, seed: int | None) -> _Draw:
         raw = await self._client.chat.completions.with_raw_response.create(
@@ -301,7 +305,9 @@ class OpenAIModel(Model):
             # Distinct seeds, or a seeded request would return `count` copies of the same sample.
             sample_seed = None if seed is None else seed + first_index + index
             try:
-                results[index] = await self._retrying(request, n=1, seed=sample_seed)
+                results[index] = await self._retrying(
+                    lambda: self._draw(request, n=1, seed=sample_seed), name_attempts=True
+                )
             except ModelError as error:
                 failures.append(error)
                 task_group.cancel_scope.cancel()
