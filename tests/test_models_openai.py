@@ -162,6 +162,19 @@ async def test_missing_choices_are_drawn_as_concurrent_requests_with_distinct_se
         assert len(recorder.bodies) == 5
 
 
+async def test_a_failed_concurrent_draw_fails_the_request_with_its_error() -> None:
+    def one_choice(request: httpx2.Request) -> httpx2.Response:
+        if json.loads(request.content).get("seed") == 9:
+            return httpx2.Response(422, json={"error": {"message": "bad seed"}})
+        return httpx2.Response(200, json=completion_body("sample"))
+
+    async with mock_model(one_choice) as (model, recorder):
+        with pytest.raises(ModelError, match=r"rejected the request \(HTTP 422\): bad seed") as caught:
+            await model.request(ask(n=3, seed=7))
+    assert not caught.value.retryable
+    assert [body.get("seed") for body in recorder.bodies].count(9) == 1  # a client error is not retried
+
+
 async def test_empty_choices_is_an_error() -> None:
     async with mock_model(lambda _: httpx2.Response(200, json=completion_body())) as (model, _):
         with pytest.raises(ModelError, match="returned no choices"):

@@ -8,6 +8,7 @@ setting silently. Every failure becomes one `ModelError` naming the server and w
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
@@ -24,6 +25,7 @@ from openai.types.chat import (
 )
 
 from agentdag.errors import ModelError
+from agentdag.fanout import fan_out
 from agentdag.messages import Completion, ModelRequest, ModelResponse, Usage
 from agentdag.models._wire import (
     WireCompletion,
@@ -297,27 +299,18 @@ class OpenAIModel(Model):
             ) from error
 
     async def _draw_concurrently(self, request: ModelRequest, count: int, *, first_index: int) -> list[_Draw]:
-        seed = request.settings.seed
-        results: list[_Draw | None] = [None] * count
-        failures: list[ModelError] = []
+        async def draw(seed: int | None) -> _Draw:
+            return await self._retrying(lambda: self._draw(request, n=1, seed=seed), name_attempts=True)
 
-        async def draw_one(index: int) -> None:
-            # Distinct seeds, or a seeded request would return `count` copies of the same sample.
-            sample_seed = None if seed is None else seed + first_index + index
-            try:
-                results[index] = await self._retrying(
-                    lambda: self._draw(request, n=1, seed=sample_seed), name_attempts=True
-                )
-            except ModelError as error:
-                failures.append(error)
-                task_group.cancel_scope.cancel()
-
-        async with anyio.create_task_group() as task_group:
-            for index in range(count):
-                task_group.start_soon(draw_one, index)
-        if failures:
-            raise failures[0]
-        return [draw for draw in results if draw is not None]
+        # Distinct seeds, or a seeded request would return `count` copies of the same sample.
+        base = request.settings.seed
+        seeds = [None if base is None else base + first_index + index for index in range(count)]
+        drawn = await fan_out(
+            [functools.partial(draw, seed) for seed in seeds], catch=(ModelError,), stop_on_error=True
+        )
+        if drawn.errors:
+            raise drawn.errors[0]
+        return drawn.done
 
     def _common_arguments(self, request: ModelRequest, *, n: int, seed: int | None) -> dict[str, Any]:
         settings = request.settings
