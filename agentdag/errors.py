@@ -47,9 +47,15 @@ class ToolArgumentsError(ToolError):
 
 
 class ModelError(AgentdagError):
-    """A model backend failed: unreachable, timed out, malformed or truncated output, context overflow."""
+    """A model failed: unreachable, timed out, malformed or truncated output, context overflow.
 
-    def __init__(self, message: str, *, backend: str, retryable: bool = False) -> None:
-        self.backend = backend
+    Attributes:
+        source: what failed, as the message starts with it: a model server's label (e.g. "openai-compatible
+            server at http://127.0.0.1:8000/v1") or a scaling strategy's name (e.g. "best_of_n strategy").
+        retryable: whether trying the same request again may succeed (timeouts, 429, 5xx, broken streams).
+    """
+
+    def __init__(self, message: str, *, source: str, retryable: bool = False) -> None:
+        self.source = source
         self.retryable = retryable
-        super().__init__(f"{backend}: {message}")
+        super().__init__(f"{source}: {message}")

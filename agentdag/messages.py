@@ -29,7 +29,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelSettings:
-    """Sampling settings for one model request; `None` leaves the backend's default.
+    """Sampling settings for one model request; `None` leaves the server's default.
 
     Attributes:
         n: number of samples to draw for the same prompt.

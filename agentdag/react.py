@@ -104,7 +104,7 @@ class ReActAgent:
 
     The result is the same `RunResult` the DAG agent returns. Its usage holds the model's calls under the
     role "planner" (ReAct has no separate joiner; "joiner" is present and zero) and the usage of model-backed
-    tools under "tools". A run that ends without an answer (step budget spent, or the model backend failed)
+    tools under "tools". A run that ends without an answer (step budget spent, or the model failed)
     has status "failed" and says why in `error`.
 
     Args:
@@ -112,7 +112,7 @@ class ReActAgent:
         model: the model that decides every step.
         max_steps: at most this many model replies; a malformed reply counts as a step.
         max_tokens: longest reply of one step, in tokens.
-        temperature: sampling temperature (0, as the DAG planner's default; None: the backend's default).
+        temperature: sampling temperature (0, as the DAG planner's default; None: the server's default).
         system_prompt: replaces the default instructions (the tool list is appended either way).
         limits: concurrency caps and the deadline of one tool call attempt (calls run one at a time anyway).
         on_event: callbacks that receive every node event.

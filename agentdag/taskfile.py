@@ -103,7 +103,7 @@ class TaskFile(_Strict):
             next to the task file can be imported too. The entry `llm` offers the run's model as a tool.
         mcp_servers: MCP servers whose tools to offer (stdio `command` or streamable HTTP `url`); a
             relative `cwd` (default: the task file's folder) is taken from the task file's folder.
-        model: the model backend (default: the embedded llama.cpp server).
+        model: the model and the server that runs it (default: the embedded llama.cpp server).
         planner: planner, joiner and replanning settings (when there is no fixed `plan`).
         scaling: test-time scaling strategies for the planner, the joiner and the `llm` tool.
         plan: a fixed plan to run instead of asking a planner.

@@ -1,4 +1,4 @@
-"""Token estimates, for backends that report no usage and for budgets that must act before a call returns.
+"""Token estimates, for servers that report no usage and for budgets that must act before a call returns.
 
 An estimate is about four characters per token. It is used where a server gives no count (a stream closed
 early, a server that omits `usage`), by budgets that reserve tokens before a call, and by scripted models.

@@ -2,7 +2,7 @@
 
 `agentdag bench scaling --strategy NAME[,NAME...] --dataset FILE --model simulated|local|URL --limit N --json`
 runs every strategy on the same questions and reports, per strategy, accuracy, B_total (`tokens_total`),
-completion tokens, B_seq (`tokens_seq`), backend calls and wall time, each against best-of-n (token ratio,
+completion tokens, B_seq (`tokens_seq`), model calls and wall time, each against best-of-n (token ratio,
 accuracy difference in points with its paired standard error), plus the Pareto front of accuracy against
 tokens (and a PNG of it when matplotlib is installed: `pip install 'agentdag[plots]'`).
 
@@ -197,15 +197,15 @@ async def run_scaling_bench(
     figures: dict[str, dict[str, Any]] = {}
     correct: dict[str, list[bool]] = {}
     report: dict[str, Any] = {}
-    async with _open_bench_model(model, pool, seed) as backend:
+    async with _open_bench_model(model, pool, seed) as opened:
         for name in names:
             figures[name], correct[name] = await _run_preset(
-                presets[name], backend, questions, calibration, seed, max_tokens
+                presets[name], opened, questions, calibration, seed, max_tokens
             )
             if on_result is not None:
                 on_result(name, figures[name])
-        if isinstance(backend, SimulatedModel):
-            report |= _simulator_figures(backend, [item.question for item in questions], seed)
+        if isinstance(opened, SimulatedModel):
+            report |= _simulator_figures(opened, [item.question for item in questions], seed)
     _compare(figures, correct)
     front = _pareto(figures)
     report = {
@@ -233,7 +233,7 @@ async def run_scaling_bench(
 
 async def _run_preset(
     preset: _Preset,
-    backend: Model,
+    model: Model,
     questions: list[MathQuestion],
     calibration: list[MathQuestion],
     seed: int,
@@ -244,15 +244,15 @@ async def _run_preset(
     spent = Usage()
     if preset.calibrated and isinstance(preset.default, AdaptiveTerminationConfig):
         requests = [_request(item, seed, index, max_tokens) for index, item in enumerate(calibration, 7919)]
-        threshold, ledger = await calibrate_threshold(backend, requests, n=preset.default.n)
+        threshold, ledger = await calibrate_threshold(model, requests, n=preset.default.n)
         more["threshold"] = round(threshold, 4) + 0.0  # + 0.0: no "-0.0" for a zero entropy
         spent = ledger.usage
     config = preset.config(more)
-    strategy = create_strategy(config, backend)
+    strategy = create_strategy(config, model)
     overrides = preset.overrides(more)
     judge = None
-    if preset.judged and isinstance(strategy, Prune) and isinstance(backend, SimulatedModel):
-        judge = strategy.judge = SimulatedJudge(backend, seed=seed)
+    if preset.judged and isinstance(strategy, Prune) and isinstance(model, SimulatedModel):
+        judge = strategy.judge = SimulatedJudge(model, seed=seed)
         overrides["judge"] = f"simulated: AUROC {judge.target_auroc}, threshold {judge.threshold:.3f} (d'/2)"
     figures, correct = await _run_strategy(strategy, questions, seed, max_tokens)
     if spent.calls:  # the pre-sampling pass is part of the strategy's cost
@@ -274,17 +274,17 @@ def _judge_figures(judge: SimulatedJudge | None) -> dict[str, Any]:
     }
 
 
-def _simulator_figures(backend: SimulatedModel, questions: list[str], seed: int) -> dict[str, Any]:
+def _simulator_figures(model: SimulatedModel, questions: list[str], seed: int) -> dict[str, Any]:
     """The calibration table and what the run's own traces show about it (both judges on their prefixes)."""
     shipped = PruneConfig()
-    judge = SimulatedJudge(backend, seed=seed)
+    judge = SimulatedJudge(model, seed=seed)
     lexical = LexicalJudge(threshold=shipped.judge_threshold, measure=shipped.measure)
     measured = measure_traces(
-        backend, lexical=lexical, judge=judge, prefix_tokens=shipped.prefix_tokens, questions=questions
+        model, lexical=lexical, judge=judge, prefix_tokens=shipped.prefix_tokens, questions=questions
     )
     judges = measured["judges"] or {}
     return {
-        "calibration": describe_calibration(backend, judge=judge),
+        "calibration": describe_calibration(model, judge=judge),
         "measured": measured,
         "lexical_judge_auroc": judges.get("lexical", {}).get("auroc"),
         "simulated_judge_auroc": judges.get("simulated", {}).get("auroc"),

@@ -99,7 +99,7 @@ def test_a_damaged_cassette_names_its_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_open_model_replays_from_the_environment_without_a_backend(
+async def test_open_model_replays_from_the_environment_without_a_server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recorder = CassetteModel.recording(FunctionModel(lambda _: "recorded", name="scripted"), tmp_path / "c.jsonl")

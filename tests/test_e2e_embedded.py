@@ -19,7 +19,7 @@ from agentdag.events import Event, NodeEvent, RunEvent
 from agentdag.models import ModelConfig, find_model_file, open_model
 from agentdag.plan import check_node
 
-pytest.importorskip("xllamacpp", reason="the embedded backend needs xllamacpp: pip install 'agentdag[embedded]'")
+pytest.importorskip("xllamacpp", reason="the embedded server needs xllamacpp: pip install 'agentdag[embedded]'")
 try:
     find_model_file()
 except ModelError as missing:

@@ -97,7 +97,7 @@ def test_arithmetic_with_a_scripted_planner() -> None:
 @pytest.mark.embedded
 @pytest.mark.timeout(600)
 def test_arithmetic_on_the_embedded_model(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("xllamacpp", reason="the embedded backend needs xllamacpp")
+    pytest.importorskip("xllamacpp", reason="the embedded server needs xllamacpp")
     from agentdag.models import find_model_file
 
     try:

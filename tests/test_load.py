@@ -60,7 +60,7 @@ def test_bench_load_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
 
 def _embedded_missing() -> str | None:
     if importlib.util.find_spec("xllamacpp") is None:
-        return "the embedded backend needs xllamacpp: pip install 'agentdag[embedded]'"
+        return "the embedded server needs xllamacpp: pip install 'agentdag[embedded]'"
     try:
         find_model_file()
     except ModelError as missing:

@@ -57,7 +57,7 @@ async def test_open_model_takes_url_model_and_key_from_the_environment(monkeypat
     async with open_model(ModelConfig(provider="openai")) as model:
         assert isinstance(model, OpenAIModel)
         assert (model.base_url, model.name) == ("http://127.0.0.1:9/v1", "served-model")
-        assert model.backend == "openai-compatible server at http://127.0.0.1:9/v1"
+        assert model.server == "openai-compatible server at http://127.0.0.1:9/v1"
 
 
 async def test_open_model_without_a_model_name_asks_the_server() -> None:

@@ -23,7 +23,7 @@ from agentdag.messages import Message, ModelRequest, ModelResponse, ModelSetting
 from agentdag.models import EmbeddedServer, ModelConfig, OpenAIModel, find_model_file, open_model, serve_forever
 from agentdag.models._server_state import ServerState, find_running_server, read_server_state, write_server_state
 
-pytest.importorskip("xllamacpp", reason="the embedded backend needs xllamacpp: pip install 'agentdag[embedded]'")
+pytest.importorskip("xllamacpp", reason="the embedded server needs xllamacpp: pip install 'agentdag[embedded]'")
 try:
     MODEL_PATH = find_model_file()
 except ModelError as missing:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import anyio
 import httpx2
+import openai
 import pytest
 
 from agentdag.errors import ModelError
@@ -161,6 +162,19 @@ async def test_missing_choices_are_drawn_as_concurrent_requests_with_distinct_se
         assert len(recorder.bodies) == 5
 
 
+async def test_a_failed_concurrent_draw_fails_the_request_with_its_error() -> None:
+    def one_choice(request: httpx2.Request) -> httpx2.Response:
+        if json.loads(request.content).get("seed") == 9:
+            return httpx2.Response(422, json={"error": {"message": "bad seed"}})
+        return httpx2.Response(200, json=completion_body("sample"))
+
+    async with mock_model(one_choice) as (model, recorder):
+        with pytest.raises(ModelError, match=r"rejected the request \(HTTP 422\): bad seed") as caught:
+            await model.request(ask(n=3, seed=7))
+    assert not caught.value.retryable
+    assert [body.get("seed") for body in recorder.bodies].count(9) == 1  # a client error is not retried
+
+
 async def test_empty_choices_is_an_error() -> None:
     async with mock_model(lambda _: httpx2.Response(200, json=completion_body())) as (model, _):
         with pytest.raises(ModelError, match="returned no choices"):
@@ -260,7 +274,7 @@ async def test_transport_connect_error_is_retryable() -> None:
         with pytest.raises(ModelError, match="cannot connect") as caught:
             await model.request(ask())
     assert caught.value.retryable
-    assert caught.value.backend == f"openai-compatible server at {BASE_URL}"
+    assert caught.value.source == f"openai-compatible server at {BASE_URL}"
 
 
 async def test_unreachable_server_on_a_closed_port() -> None:
@@ -351,6 +365,55 @@ async def test_stream_retries_before_the_first_chunk() -> None:
     assert len(recorder.bodies) == 2
 
 
+async def test_stream_retries_its_opening_at_most_max_retries_times() -> None:
+    def unavailable(_: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(503, json={"error": {"message": "loading"}})
+
+    async with mock_model(unavailable, max_retries=1) as (model, recorder):
+        with pytest.raises(ModelError, match="HTTP 503: loading") as caught:
+            _ = [part async for part in model.stream(ask())]
+    assert caught.value.retryable
+    assert len(recorder.bodies) == 2
+
+
+async def test_stream_does_not_retry_a_client_error() -> None:
+    async with mock_model(lambda _: httpx2.Response(400, json={"error": {"message": "bad"}})) as (model, recorder):
+        with pytest.raises(ModelError, match="HTTP 400"):
+            _ = [part async for part in model.stream(ask())]
+    assert len(recorder.bodies) == 1
+
+
+async def test_a_stream_that_breaks_off_after_a_chunk_is_not_retried() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield f"data: {json.dumps(chunk('Hel'))}\n\n".encode()
+        raise httpx2.RemoteProtocolError("peer closed connection")
+
+    def dropping(_: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=chunks(), headers={"content-type": "text/event-stream"})
+
+    async with mock_model(dropping, max_retries=2) as (model, recorder), aclosing(model.stream(ask())) as stream:
+        assert await anext(stream) == "Hel"  # the caller has the text already: a retry would send it twice
+        with pytest.raises(ModelError, match=r"the stream broke off after 3 characters") as caught:
+            await anext(stream)
+    assert caught.value.retryable
+    assert len(recorder.bodies) == 1
+
+
+async def test_a_stream_that_opens_and_then_stalls_is_not_retried() -> None:
+    async def silent() -> AsyncIterator[bytes]:
+        await anyio.sleep_forever()
+        yield b""
+
+    def stalling(_: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=silent(), headers={"content-type": "text/event-stream"})
+
+    async with mock_model(stalling, max_retries=2, timeout_s=0.2) as (model, recorder):
+        with anyio.fail_after(5):
+            with pytest.raises(ModelError, match=r"no reply within 0.2s"):
+                _ = [part async for part in model.stream(ask())]
+    assert len(recorder.bodies) == 1  # only the opening is retried, not the wait for chunks
+
+
 async def test_stream_refuses_what_it_cannot_deliver() -> None:
     async with mock_model(lambda _: sse(chunk("x"))) as (model, _):
         with pytest.raises(ModelError, match="one sample"):
@@ -372,5 +435,25 @@ async def test_lists_served_models() -> None:
     model = OpenAIModel(base_url=BASE_URL, model="", transport=httpx2.MockTransport(models))
     try:
         assert await model.list_served_models() == ["a"]
+    finally:
+        await model.aclose()
+
+
+def status(code: int, headers: dict[str, str] | None = None) -> openai.APIStatusError:
+    request = httpx2.Request("POST", f"{BASE_URL}/chat/completions")
+    response = httpx2.Response(code, headers=headers, request=request)
+    return openai.APIStatusError("failed", response=response, body=None)
+
+
+async def test_retry_backoff_doubles_with_jitter_up_to_a_cap_and_honours_retry_after() -> None:
+    model = OpenAIModel(base_url=BASE_URL, model="m", retry_backoff_s=0.5)
+    try:
+        for retry, full in enumerate([0.5, 1.0, 2.0, 4.0, 8.0, 8.0]):
+            delays = [model._backoff_s(retry, None) for _ in range(20)]
+            assert all(full / 2 <= delay <= full for delay in delays), (retry, delays)
+        assert model._backoff_s(0, status(429, {"retry-after": "3"})) == 3.0
+        assert model._backoff_s(0, status(503, {"retry-after": "120"})) == 30.0  # capped
+        http_date = status(429, {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"})
+        assert 0.25 <= model._backoff_s(0, http_date) <= 0.5  # a date: our own backoff
     finally:
         await model.aclose()

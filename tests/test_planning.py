@@ -301,7 +301,7 @@ async def test_a_model_failure_becomes_a_failed_result() -> None:
     from agentdag.errors import ModelError
 
     def down(request: ModelRequest) -> str:
-        raise ModelError("connection refused", backend="test server")
+        raise ModelError("connection refused", source="test server")
 
     result = await Agent(tools=[search], model=FunctionModel(down)).run("x")
     assert result.status == "failed"

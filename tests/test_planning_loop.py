@@ -579,9 +579,9 @@ async def test_a_read_only_call_downstream_of_a_patch_reads_the_patched_file(tmp
 
 @tool(read_only=True)
 def flaky_read(key: str) -> int:
-    """A read whose backend is down."""
+    """A read whose service is down."""
     STORE.calls.append(f"flaky {key}")
-    raise RuntimeError("backend down")
+    raise RuntimeError("service down")
 
 
 @pytest.mark.asyncio

@@ -29,7 +29,7 @@ async def slow(query: str) -> str:
 @tool
 async def broken(query: str) -> str:
     """Always fails."""
-    raise RuntimeError(f"backend down for {query}")
+    raise RuntimeError(f"service down for {query}")
 
 
 def call(tool_name: str, **arguments: object) -> str:
@@ -113,7 +113,7 @@ async def test_tool_timeouts_and_failures_become_observations() -> None:
         if "(call 1)" in text:
             assert "error (timeout)" in text
             return call("broken", query="y")
-        assert "error (tool_error)" in text and "backend down for y" in text
+        assert "error (tool_error)" in text and "service down for y" in text
         return finish("gave up")
 
     result = await ReActAgent(tools=[slow, broken], model=FunctionModel(reply)).run("?")
@@ -147,7 +147,7 @@ async def test_unknown_tool_and_bad_arguments_are_rejected_without_running() -> 
 @pytest.mark.asyncio
 async def test_model_failure_is_reported_in_the_result() -> None:
     def reply(request: ModelRequest) -> str:
-        raise ModelError("connection refused", backend="test")
+        raise ModelError("connection refused", source="test")
 
     result = await ReActAgent(tools=[lookup], model=FunctionModel(reply)).run("?")
 

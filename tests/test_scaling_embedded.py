@@ -9,7 +9,7 @@ from agentdag.messages import Message, ModelRequest, ModelSettings
 from agentdag.models import ModelConfig, find_model_file, open_model
 from agentdag.scaling import LexicalJudge, Prune, ScaledResponse, SelfConsistency
 
-pytest.importorskip("xllamacpp", reason="the embedded backend needs xllamacpp: pip install 'agentdag[embedded]'")
+pytest.importorskip("xllamacpp", reason="the embedded server needs xllamacpp: pip install 'agentdag[embedded]'")
 try:
     find_model_file()
 except ModelError as missing:

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except ModelError as error:
         console.print(
-            f"[bold red]agentdag: model backend failed:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+            f"[bold red]agentdag: model failed:[/] {escape(str(error))}", highlight=False, soft_wrap=True
         )
         return EXIT_FAILED
     except AgentdagError as error:
@@ -160,12 +160,12 @@ def create_parser() -> argparse.ArgumentParser:
             "durability", "run_durability_bench", ("nodes", "sleep_ms", "runs"), figures_table("durability")
         )
     )
-    backend = benches.add_parser("backend", help="embedded model: tokens/s for 1 and for 4 concurrent requests")
-    backend.add_argument("--json", action="store_true", help="print one JSON object")
-    backend.add_argument("--max-tokens", type=positive, default=128, help="completion tokens per request")
-    backend.add_argument("--concurrency", type=positive, default=4, help="concurrent requests")
-    backend.set_defaults(
-        command=bench_command("backend", "run_backend_bench", ("max_tokens", "concurrency"), figures_table("backend"))
+    server = benches.add_parser("server", help="embedded server: tokens/s for 1 and for 4 concurrent requests")
+    server.add_argument("--json", action="store_true", help="print one JSON object")
+    server.add_argument("--max-tokens", type=positive, default=128, help="completion tokens per request")
+    server.add_argument("--concurrency", type=positive, default=4, help="concurrent requests")
+    server.set_defaults(
+        command=bench_command("server", "run_server_bench", ("max_tokens", "concurrency"), figures_table("server"))
     )
     search = benches.add_parser("search", help="multi-hop search: the DAG agent against the sequential ReAct agent")
     search.add_argument("--dataset", default=None, help="a JSONL file, or a search data set's name (see data fetch)")

@@ -1,4 +1,4 @@
-"""Model backends: the protocol, an OpenAI-compatible client, the embedded llama.cpp server, test doubles."""
+"""Models: the protocol, an OpenAI-compatible client, the embedded llama.cpp server, test doubles."""
 
 from agentdag.models.base import Model, WrapperModel
 from agentdag.models.cassette import CassetteError, CassetteMissError, CassetteModel

@@ -119,7 +119,7 @@ def map_finish_reason(reason: str | None) -> FinishReason:
     return "stop"
 
 
-def status_error(error: openai.APIStatusError, *, backend: str, model: str) -> ModelError:
+def status_error(error: openai.APIStatusError, *, source: str, model: str) -> ModelError:
     """Turn an HTTP error status into one `ModelError` that says what to do; 429, 5xx etc. are retryable."""
     status = error.status_code
     body = error.body if isinstance(error.body, dict) else {}
@@ -132,24 +132,24 @@ def status_error(error: openai.APIStatusError, *, backend: str, model: str) -> M
         return ModelError(
             f"the prompt does not fit the model's context window{sizes}: shorten the input, lower max_tokens, "
             f"or give the server a larger context (embedded: model.ctx_per_slot). Server said: {detail}",
-            backend=backend,
+            source=source,
         )
     if status in (401, 403):
         return ModelError(
             f"refused the API key (HTTP {status}: {detail}); set model.api_key, AGENTDAG_API_KEY or OPENAI_API_KEY",
-            backend=backend,
+            source=source,
         )
     if status == 404:
         return ModelError(
             f"has no such route or model (HTTP 404: {detail}); check that base_url is the API root (usually "
             f"ending in /v1) and that it serves model {model!r}",
-            backend=backend,
+            source=source,
         )
     if status == 429:
-        return ModelError(f"is rate limiting requests (HTTP 429: {detail})", backend=backend, retryable=True)
+        return ModelError(f"is rate limiting requests (HTTP 429: {detail})", source=source, retryable=True)
     if status >= 500 or status in (408, 409):
-        return ModelError(f"failed with HTTP {status}: {detail}", backend=backend, retryable=True)
-    return ModelError(f"rejected the request (HTTP {status}): {detail}", backend=backend)
+        return ModelError(f"failed with HTTP {status}: {detail}", source=source, retryable=True)
+    return ModelError(f"rejected the request (HTTP {status}): {detail}", source=source)
 
 
 def to_message_param(message: Message) -> ChatCompletionMessageParam:

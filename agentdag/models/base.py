@@ -13,7 +13,7 @@ __all__ = ["Model", "WrapperModel"]
 class Model(ABC):
     """A chat model: messages in, completions with token usage out.
 
-    Subclasses implement `request`. Backends that can stream tokens also override `stream`; the default
+    Subclasses implement `request`. Models that can stream tokens also override `stream`; the default
     yields the whole reply as one chunk, so every model can be used where streaming is expected.
 
     Attributes:
@@ -40,7 +40,7 @@ class Model(ABC):
         yield response
 
     async def aclose(self) -> None:
-        """Release the backend's resources; the default has none."""
+        """Release the model's resources (an HTTP client, a server); the default has none."""
         return
 
 

@@ -5,7 +5,7 @@ settings; not the model's name, so a cassette recorded against one server replay
 request itself for people to read, the response and, for streamed calls, the chunks as they arrived.
 
 * `CassetteModel.recording(model, path)` forwards every call to `model` and appends it to the file.
-* `CassetteModel.replaying(path)` answers from the file and opens no backend. A request that was never
+* `CassetteModel.replaying(path)` answers from the file and opens no model server. A request that was never
   recorded raises `CassetteMissError` (an `AgentdagError`, deliberately not a `ModelError`, so no
   fallback or retry hides it). The k-th identical request gets the k-th recorded answer, cycling when
   a run asks more often than the recording did.
@@ -82,7 +82,7 @@ class CassetteModel(Model):
 
     @classmethod
     def replaying(cls, path: str | Path) -> CassetteModel:
-        """Answer calls from the cassette at `path`, without any backend.
+        """Answer calls from the cassette at `path`, without any model server.
 
         Raises:
             CassetteError: the file is missing or a line is not a recorded call.

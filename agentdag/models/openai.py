@@ -8,12 +8,13 @@ setting silently. Every failure becomes one `ModelError` naming the server and w
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx2
@@ -24,6 +25,7 @@ from openai.types.chat import (
 )
 
 from agentdag.errors import ModelError
+from agentdag.fanout import fan_out
 from agentdag.messages import Completion, ModelRequest, ModelResponse, Usage
 from agentdag.models._wire import (
     WireCompletion,
@@ -41,6 +43,8 @@ __all__ = ["OpenAIModel"]
 
 _MAX_BACKOFF_S = 8.0
 _MAX_RETRY_AFTER_S = 30.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,7 +68,7 @@ class OpenAIModel(Model):
         retry_backoff_s: the first retry's delay; each further retry doubles it (capped, with jitter).
         extra_body: extra JSON fields for every request, for server-specific options (e.g. `ignore_eos`).
         transport: the HTTP transport, e.g. an `httpx2.MockTransport` in tests.
-        backend: how errors name this server; defaults to "openai-compatible server at <base_url>".
+        server: how errors name this server; defaults to "openai-compatible server at <base_url>".
     """
 
     def __init__(
@@ -78,7 +82,7 @@ class OpenAIModel(Model):
         retry_backoff_s: float = 0.5,
         extra_body: Mapping[str, object] | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
-        backend: str | None = None,
+        server: str | None = None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
@@ -89,7 +93,7 @@ class OpenAIModel(Model):
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.retry_backoff_s = retry_backoff_s
-        self.backend = backend or f"openai-compatible server at {self.base_url}"
+        self.server = server or f"openai-compatible server at {self.base_url}"
         self._extra_body = dict(extra_body) if extra_body else None
         timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         # agentdag retries itself (so it can name every failure), hence max_retries=0 in the SDK.
@@ -127,9 +131,10 @@ class OpenAIModel(Model):
         """
         settings = request.settings
         if settings.n < 1:
-            raise ModelError(f"settings.n must be at least 1, got {settings.n}", backend=self.backend)
+            raise ModelError(f"settings.n must be at least 1, got {settings.n}", source=self.server)
         started = time.perf_counter()
-        first = await self._retrying(request, n=settings.n if self._native_n else 1, seed=settings.seed)
+        n = settings.n if self._native_n else 1
+        first = await self._retrying(lambda: self._draw(request, n=n, seed=settings.seed), name_attempts=True)
         draws = [first]
         missing = settings.n - len(first.completions)
         if missing > 0:
@@ -155,9 +160,9 @@ class OpenAIModel(Model):
         """
         settings = request.settings
         if settings.n != 1:
-            raise ModelError(f"a stream draws one sample, but settings.n is {settings.n}", backend=self.backend)
+            raise ModelError(f"a stream draws one sample, but settings.n is {settings.n}", source=self.server)
         if settings.logprobs:
-            raise ModelError("logprobs are not available when streaming; use request()", backend=self.backend)
+            raise ModelError("logprobs are not available when streaming; use request()", source=self.server)
         started = time.perf_counter()
         chunks = await self._open_stream(request)
         parts: list[str] = []
@@ -196,43 +201,44 @@ class OpenAIModel(Model):
         yield ModelResponse(completions=(completion,), usage=stream_usage, model=self.name)
 
     async def _open_stream(self, request: ModelRequest) -> openai.AsyncStream[ChatCompletionChunk]:
-        attempt = 0
-        while True:
-            try:
-                with anyio.fail_after(self.timeout_s):
-                    chunks: openai.AsyncStream[ChatCompletionChunk] = await self._client.chat.completions.create(
-                        **self._common_arguments(request, n=1, seed=request.settings.seed),
-                        stream=True,
-                        stream_options={"include_usage": True},
-                    )
-                    return chunks
-            except Exception as error:
-                model_error = self._to_model_error(error)
-                if not model_error.retryable or attempt >= self.max_retries:
-                    raise model_error from error
-                await anyio.sleep(self._backoff_s(attempt, error))
-                attempt += 1
+        async def open_once() -> openai.AsyncStream[ChatCompletionChunk]:
+            chunks: openai.AsyncStream[ChatCompletionChunk] = await self._client.chat.completions.create(
+                **self._common_arguments(request, n=1, seed=request.settings.seed),
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            return chunks
 
-    async def _retrying(self, request: ModelRequest, *, n: int, seed: int | None) -> _Draw:
-        attempt = 0
+        # Only the opening is retried: once the stream is open, a failure breaks it off (see `stream`), as
+        # text may already have reached the caller. A stream's final error names no attempt count.
+        return await self._retrying(open_once, name_attempts=False)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]], *, name_attempts: bool) -> T:
+        """Await `attempt()` under the per-attempt deadline, again while it fails retryably.
+
+        At most `max_retries` retries, each after `_backoff_s` (the server's Retry-After, else the doubling,
+        capped, jittered backoff). Every failure becomes a `ModelError`; with `name_attempts`, one that came
+        after retries says how many attempts were made (and stays retryable: a later call may succeed).
+        """
+        retries = 0
         while True:
             try:
                 with anyio.fail_after(self.timeout_s):
-                    return await self._draw(request, n=n, seed=seed)
+                    return await attempt()
             except Exception as error:
                 model_error = self._to_model_error(error)
                 cause = error.__cause__ if model_error is error else error
-                if not model_error.retryable or attempt >= self.max_retries:
-                    if attempt:
-                        reason = str(model_error).removeprefix(f"{self.backend}: ")
+                if not model_error.retryable or retries >= self.max_retries:
+                    if retries and name_attempts:
+                        reason = str(model_error).removeprefix(f"{self.server}: ")
                         model_error = ModelError(
-                            f"{reason} (gave up after {attempt + 1} attempts)", backend=self.backend, retryable=True
+                            f"{reason} (gave up after {retries + 1} attempts)", source=self.server, retryable=True
                         )
                     if model_error is error:
                         raise
                     raise model_error from cause
-                await anyio.sleep(self._backoff_s(attempt, cause))
-            attempt += 1
+                await anyio.sleep(self._backoff_s(retries, cause))
+            retries += 1
 
     async def _draw(self, request: ModelRequest, *, n: int, seed: int | None) -> _Draw:
         raw = await self._client.chat.completions.with_raw_response.create(
@@ -244,14 +250,14 @@ class OpenAIModel(Model):
             raise ModelError(
                 f"returned a malformed reply: {error.detail}; is base_url an OpenAI-compatible API root "
                 f"(usually ending in /v1)?",
-                backend=self.backend,
+                source=self.server,
             ) from error
         return self._to_draw(request, wire)
 
     def _to_draw(self, request: ModelRequest, wire: WireCompletion) -> _Draw:
         settings = request.settings
         if not wire.choices:
-            raise ModelError("returned no choices; the server may be overloaded or misconfigured", backend=self.backend)
+            raise ModelError("returned no choices; the server may be overloaded or misconfigured", source=self.server)
         completions: list[Completion] = []
         for choice in sorted(wire.choices, key=lambda item: item.index):
             logprobs: tuple[float, ...] | None = None
@@ -260,7 +266,7 @@ class OpenAIModel(Model):
                     raise ModelError(
                         "returned no logprobs although they were requested; this server does not support "
                         "them: use llama.cpp, vLLM or OpenAI, or set logprobs to false",
-                        backend=self.backend,
+                        source=self.server,
                     )
                 logprobs = tuple(token.logprob for token in choice.logprobs.content)
             completion = Completion(
@@ -288,30 +294,23 @@ class OpenAIModel(Model):
             raise ModelError(
                 f"reply does not match the requested JSON schema ({summary}); the server may not support "
                 f"response_format json_schema. Reply starts with {text[:80]!r}",
-                backend=self.backend,
+                source=self.server,
                 retryable=True,
             ) from error
 
     async def _draw_concurrently(self, request: ModelRequest, count: int, *, first_index: int) -> list[_Draw]:
-        seed = request.settings.seed
-        results: list[_Draw | None] = [None] * count
-        failures: list[ModelError] = []
+        async def draw(seed: int | None) -> _Draw:
+            return await self._retrying(lambda: self._draw(request, n=1, seed=seed), name_attempts=True)
 
-        async def draw_one(index: int) -> None:
-            # Distinct seeds, or a seeded request would return `count` copies of the same sample.
-            sample_seed = None if seed is None else seed + first_index + index
-            try:
-                results[index] = await self._retrying(request, n=1, seed=sample_seed)
-            except ModelError as error:
-                failures.append(error)
-                task_group.cancel_scope.cancel()
-
-        async with anyio.create_task_group() as task_group:
-            for index in range(count):
-                task_group.start_soon(draw_one, index)
-        if failures:
-            raise failures[0]
-        return [draw for draw in results if draw is not None]
+        # Distinct seeds, or a seeded request would return `count` copies of the same sample.
+        base = request.settings.seed
+        seeds = [None if base is None else base + first_index + index for index in range(count)]
+        drawn = await fan_out(
+            [functools.partial(draw, seed) for seed in seeds], catch=(ModelError,), stop_on_error=True
+        )
+        if drawn.errors:
+            raise drawn.errors[0]
+        return drawn.done
 
     def _common_arguments(self, request: ModelRequest, *, n: int, seed: int | None) -> dict[str, Any]:
         settings = request.settings
@@ -360,7 +359,7 @@ class OpenAIModel(Model):
         return ModelError(
             f"the stream broke off after {len(received)} characters ({why}); "
             f"the server stopped or dropped the connection",
-            backend=self.backend,
+            source=self.server,
             retryable=True,
         )
 
@@ -371,18 +370,18 @@ class OpenAIModel(Model):
             return ModelError(
                 f"no reply within {self.timeout_s:g}s; the server may be overloaded or the model too slow: "
                 f"raise model.timeout_s or lower max_tokens",
-                backend=self.backend,
+                source=self.server,
                 retryable=True,
             )
         if isinstance(error, openai.APIConnectionError | httpx2.TransportError):
             cause = error.__cause__ or error
             return ModelError(
                 f"cannot connect ({type(cause).__name__}: {cause}); is the server running? check model.base_url",
-                backend=self.backend,
+                source=self.server,
                 retryable=True,
             )
         if isinstance(error, openai.APIStatusError):
-            return status_error(error, backend=self.backend, model=self.name)
+            return status_error(error, source=self.server, model=self.name)
         if isinstance(error, openai.APIError | ValueError):
-            return ModelError(f"returned a malformed reply ({error})", backend=self.backend)
-        return ModelError(f"failed unexpectedly ({type(error).__name__}: {error})", backend=self.backend)
+            return ModelError(f"returned a malformed reply ({error})", source=self.server)
+        return ModelError(f"failed unexpectedly ({type(error).__name__}: {error})", source=self.server)

@@ -178,7 +178,7 @@ class ScalingModel(WrapperModel):
 
     def budget_error(self) -> ModelError:
         """The error for a budget that cannot afford a single sample."""
-        return ModelError(f"the budget {self.budget} cannot afford one sample", backend=f"{self.strategy} strategy")
+        return ModelError(f"the budget {self.budget} cannot afford one sample", source=f"{self.strategy} strategy")
 
     def choose_by_vote(self, texts: Sequence[Completion]) -> tuple[Completion, str | None]:
         """The completion representing the majority answer, with that answer."""

@@ -95,7 +95,7 @@ class MajorityVote(Selector):
 
 
 class LogprobSelect(Selector):
-    """The sample with the highest mean token log-probability; majority vote if the backend gave none."""
+    """The sample with the highest mean token log-probability; majority vote if the server gave none."""
 
     wants_logprobs = True
 

@@ -30,7 +30,7 @@ class Budget:
     Attributes:
         max_tokens: prompt plus completion tokens over all calls. Each call's `max_tokens` is capped to what is
             left, and no call starts unless at least a few completion tokens remain after its prompt.
-        max_calls: backend calls (a stacked strategy's calls count once it returns).
+        max_calls: model calls (a stacked strategy's calls count once it returns).
     """
 
     max_tokens: int | None = None
@@ -43,7 +43,7 @@ class ScalingReport:
 
     Attributes:
         strategy: the strategy's name, e.g. "self_consistency".
-        calls: backend calls made (a stacked strategy's calls included).
+        calls: model calls made (a stacked strategy's calls included).
         prompt_tokens: prompt tokens over all calls.
         completion_tokens: completion tokens over all calls (for streams stopped early: those generated).
         tokens_seq: B_seq, the tokens on the critical path.

@@ -69,7 +69,7 @@ class _StrategyConfig(BaseModel):
         default=None, gt=0, le=1, description="Also cluster answers whose character 3-gram cosine reaches this."
     )
     budget_tokens: int | None = Field(default=None, ge=1, description="Most tokens (in + out) one request spends.")
-    budget_calls: int | None = Field(default=None, ge=1, description="Most backend calls one request makes.")
+    budget_calls: int | None = Field(default=None, ge=1, description="Most model calls one request makes.")
     temperature: float | None = Field(
         default=0.7, ge=0, description="Sampling temperature of the samples; null keeps the request's."
     )

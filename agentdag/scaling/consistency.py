@@ -55,7 +55,7 @@ class SelfConsistency(ScalingModel):
         threshold: the Beta rule's stopping probability.
         window: the ESC window size (samples drawn in parallel per window).
         batch: for the Beta rule, samples drawn in parallel between checks (1 is the paper's one at a time,
-            fewest samples; more use the backend's parallel slots but may overshoot by up to `batch - 1`).
+            fewest samples; more use the server's parallel slots but may overshoot by up to `batch - 1`).
         answers: answer extraction and equivalence.
         budget: the most one request may spend.
         temperature: the samples' temperature.

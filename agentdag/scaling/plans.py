@@ -89,7 +89,7 @@ class StructureSelect(Selector):
         reading = current_plan_reading()
         if reading is None:
             raise ModelError(
-                "selector 'structure' ranks plans and applies to the planner only", backend="best_of_n strategy"
+                "selector 'structure' ranks plans and applies to the planner only", source="best_of_n strategy"
             )
         reads = [reading.reader.read(completion.text, known=reading.known) for completion in candidates.completions]
         keys = [f"plan:{plan_key(read.nodes, reading.known)}" if read.nodes else None for read in reads]

@@ -2,7 +2,7 @@
 
 When a trace has generated `prefix_tokens` tokens, a judge compares its prefix with the prefix of each cluster's
 first trace (online greedy clustering): if the judge deems them headed for the same answer, the trace joins that
-cluster and its stream is closed at once (the backend stops generating it); else it starts a new cluster and
+cluster and its stream is closed at once (the server stops generating it); else it starts a new cluster and
 runs to the end. A pruned trace's vote goes to its cluster's first trace's final answer, and the majority
 answer wins. The default judge is lexical (word-set Jaccard or character n-gram cosine of the prefixes),
 cheap but weak; `ModelJudge` asks a model.
@@ -110,7 +110,7 @@ class Prune(ScalingModel):
     """Stream `n` traces in parallel, stop those judged redundant after `prefix_tokens`, vote over the rest.
 
     Args:
-        wrapped: the model streamed (a backend that streams token by token lets pruning save tokens).
+        wrapped: the model streamed (a model that streams token by token lets pruning save tokens).
         n: traces started.
         prefix_tokens: T, the tokens a trace generates before it is judged.
         judge: the redundancy judge (default: `LexicalJudge()`).
@@ -190,7 +190,7 @@ class Prune(ScalingModel):
                         await assign(trace)
                         if trace.cluster[0] != trace.index:
                             trace.pruned = True
-                            break  # leaving the block closes the stream: the backend stops generating
+                            break  # leaving the block closes the stream: the server stops generating
         finally:
             trace.text = "".join(parts)
             prompt_tokens = estimate_prompt_tokens(reservation.request.messages)

@@ -156,7 +156,7 @@ async def calibrate_threshold(
     ledger = Ledger()
     entropies: list[float] = []
     errors: list[ModelError] = []
-    for request in requests:  # one request's samples at a time: calibration should not flood the backend
+    for request in requests:  # one request's samples at a time: calibration should not flood the server
         try:
             drawn = await sampler.draw([request] * n, ledger)
         except ModelError as error:

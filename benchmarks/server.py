@@ -1,8 +1,8 @@
-"""Backend benchmark: does the embedded server's parallel slots raise throughput over one request at a time?
+"""Server benchmark: do the embedded server's parallel slots raise throughput over one request at a time?
 
 Both phases send the same fixed prompts at temperature 0 with a fixed seed, and ask llama.cpp to ignore the
 end-of-sequence token, so every request generates exactly `max_tokens` tokens and the ratio compares equal
-work. `agentdag bench backend --json` prints the result.
+work. `agentdag bench server --json` prints the result.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from agentdag.messages import Message, ModelRequest, ModelSettings
 from agentdag.models.embedded import EmbeddedServer
 from agentdag.models.openai import OpenAIModel
 
-__all__ = ["PROMPTS", "TARGET_RATIO", "run_backend_bench"]
+__all__ = ["PROMPTS", "TARGET_RATIO", "run_server_bench"]
 
 TARGET_RATIO = 1.3
 PROMPTS = (
@@ -53,7 +53,7 @@ class _Phase:
         }
 
 
-async def run_backend_bench(
+async def run_server_bench(
     *,
     max_tokens: int = 128,
     concurrency: int = 4,
@@ -82,7 +82,7 @@ async def run_backend_bench(
             timeout_s=600,
             max_retries=0,
             extra_body={"ignore_eos": True},
-            backend=f"embedded llama.cpp server at {server.url}",
+            server=f"embedded llama.cpp server at {server.url}",
         )
         try:
             await _generate(model, prompts[0], max_tokens=max_tokens)  # warm up: first-call allocations, caches
@@ -92,7 +92,7 @@ async def run_backend_bench(
             await model.aclose()
         ratio = concurrent.tokens_per_second / single.tokens_per_second if single.tokens_per_second else 0.0
         return {
-            "bench": "backend",
+            "bench": "server",
             "model": server.model_name,
             "slots": server.slots,
             "threads": server.threads,
