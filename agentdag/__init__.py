@@ -19,7 +19,16 @@ from agentdag.errors import (
 )
 from agentdag.events import NodeError, NodeEvent, RunEvent
 from agentdag.executor import Execution, Executor
-from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings, Usage
+from agentdag.messages import (
+    Completion,
+    Message,
+    ModelRequest,
+    ModelResponse,
+    ModelSettings,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 from agentdag.models import FunctionModel, Model, ModelConfig, OpenAIModel, WrapperModel, open_model
 from agentdag.plan import Node, Plan, PlanProblem, validate_plan
 from agentdag.react import ReActAgent
@@ -70,9 +79,11 @@ __all__ = (
     "TaskFileError",
     "Tool",
     "ToolArgumentsError",
+    "ToolCall",
     "ToolError",
     "ToolPolicy",
     "ToolRegistry",
+    "ToolSpec",
     "Usage",
     "WrapperModel",
     "load_task_file",

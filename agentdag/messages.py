@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -13,6 +15,9 @@ __all__ = [
     "ModelResponse",
     "ModelSettings",
     "Role",
+    "ToolCall",
+    "ToolChoice",
+    "ToolSpec",
     "Usage",
 ]
 
@@ -27,6 +32,58 @@ class Message:
     content: str
 
 
+ToolChoice = Literal["auto", "required", "none"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolSpec:
+    """One function offered to the model for native tool calling (the OpenAI `tools` API).
+
+    Attributes:
+        name: the function's name; names the server would refuse (e.g. with dots) are mapped on the wire.
+        description: what the function does, for the model to choose by.
+        parameters: the function's arguments as a JSON schema object.
+    """
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCall:
+    """One function call the model asked for.
+
+    Attributes:
+        name: the function's name as offered in `ToolSpec.name` (or as the model wrote it, when it is unknown).
+        arguments: the arguments as the raw JSON text the server sent; model output may be malformed.
+        id: the server's id of the call, if it gave one.
+    """
+
+    name: str
+    arguments: str
+    id: str | None = None
+
+    def parsed_arguments(self) -> dict[str, Any]:
+        """The arguments as a JSON object.
+
+        Raises:
+            ValueError: the arguments are not JSON, or not a JSON object.
+        """
+        try:
+            value = json.loads(self.arguments)
+        except ValueError as error:
+            raise ValueError(
+                f"the arguments of the call to {self.name!r} are not JSON ({error}): {self.arguments[:120]!r}"
+            ) from None
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"the arguments of the call to {self.name!r} are a JSON {type(value).__name__}, not an object: "
+                f"{self.arguments[:120]!r}"
+            )
+        return value
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelSettings:
     """Sampling settings for one model request; `None` leaves the server's default.
@@ -35,6 +92,9 @@ class ModelSettings:
         n: number of samples to draw for the same prompt.
         json_schema: constrain the output to this JSON schema.
         logprobs: return the log-probability of every sampled token.
+        tools: functions the model may call natively; its calls come back in `Completion.tool_calls`.
+        tool_choice: whether the model may ("auto"), must ("required") or must not ("none") call a tool.
+        parallel_tool_calls: whether the model may call several tools in one reply.
     """
 
     n: int = 1
@@ -45,6 +105,14 @@ class ModelSettings:
     stop: tuple[str, ...] = ()
     json_schema: dict[str, Any] | None = None
     logprobs: bool = False
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+
+    def __post_init__(self) -> None:
+        duplicates = sorted(name for name, count in Counter(spec.name for spec in self.tools).items() if count > 1)
+        if duplicates:
+            raise ValueError(f"tool names must be unique, but {', '.join(map(repr, duplicates))} appear more than once")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,11 +164,13 @@ class Completion:
     Attributes:
         finish_reason: "length" means the reply was cut at `max_tokens` and may be truncated.
         logprobs: per-token log-probabilities, when the request asked for them.
+        tool_calls: the function calls the model asked for, when the request offered `settings.tools`.
     """
 
     text: str
     finish_reason: FinishReason = "stop"
     logprobs: tuple[float, ...] | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

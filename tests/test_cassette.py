@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agentdag import Agent, FunctionModel, tool
-from agentdag.messages import Message, ModelRequest, ModelResponse, ModelSettings
+from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings, ToolCall, ToolSpec
 from agentdag.models import CassetteMissError, CassetteModel, ModelConfig, open_model
 from agentdag.models.cassette import CassetteError, request_key
 from agentdag.schemas import JOINER_SCHEMA
@@ -23,6 +23,29 @@ def test_the_key_depends_on_messages_and_settings_only() -> None:
     assert request_key(request("hi")) == request_key(request("hi"))
     assert request_key(request("hi")) != request_key(request("hi "))
     assert request_key(request("hi", temperature=0.0)) != request_key(request("hi", temperature=0.5))
+    spec = ToolSpec(name="f", description="d", parameters={"type": "object"})
+    assert request_key(request("hi", tools=(spec,))) != request_key(request("hi"))
+    assert request_key(request("hi", parallel_tool_calls=False)) != request_key(request("hi"))
+
+
+def test_keys_of_requests_without_tools_are_those_recorded_before_tools_existed() -> None:
+    settings = ModelSettings(temperature=0.0, seed=3, max_tokens=64)
+    old = ModelRequest(messages=(Message("system", "be brief"), Message("user", "hi")), settings=settings)
+    assert request_key(old) == "69ac974e8a40cf3bad9988f3167e6672566f5761aadf8471ba27f44179e3b266"
+
+
+@pytest.mark.asyncio
+async def test_tool_calls_are_recorded_and_replayed(tmp_path: Path) -> None:
+    spec = ToolSpec(name="area.circle", description="area", parameters={"type": "object"})
+    calls = (ToolCall(name="area.circle", arguments='{"r": 1}', id="c1"), ToolCall(name="area.circle", arguments="{"))
+    recorder = CassetteModel.recording(FunctionModel(lambda _: Completion(text="", tool_calls=calls)), tmp_path / "c")
+    recorded = await recorder.request(request("areas", tools=(spec,), tool_choice="required"))
+    await recorder.aclose()
+    replayed = await CassetteModel.replaying(tmp_path / "c").request(
+        request("areas", tools=(spec,), tool_choice="required")
+    )
+    assert replayed == recorded
+    assert replayed.completions[0].tool_calls == calls
 
 
 @pytest.mark.asyncio

@@ -10,7 +10,8 @@ PUBLIC = {
     "ModelError", "ModelRequest", "ModelResponse", "ModelSettings", "ModelTool", "Node", "NodeCall", "NodeError",
     "NodeEvent", "NodeRecord", "OpenAIModel", "Plan", "PlanDraft", "PlanError", "PlanProblem", "PlannerConfig",
     "ReActAgent", "Replan", "RunEvent", "RunMeter", "RunResult", "TaskFile", "TaskFileError", "Tool",
-    "ToolArgumentsError", "ToolError", "ToolPolicy", "ToolRegistry", "Usage", "WrapperModel", "load_task_file",
+    "ToolArgumentsError", "ToolCall", "ToolError", "ToolPolicy", "ToolRegistry", "ToolSpec", "Usage", "WrapperModel",
+    "load_task_file",
     "open_agent", "open_model", "tool", "validate_plan",
 }  # fmt: skip
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from agentdag.messages import Message, ModelRequest, ModelResponse, ModelSettings, Usage
+from agentdag.messages import Completion, Message, ModelRequest, ModelResponse, ModelSettings, ToolCall, ToolSpec, Usage
 from agentdag.models import FunctionModel
-from agentdag.tokens import estimate_tokens
+from agentdag.tokens import estimate_prompt_tokens, estimate_tokens
 
 
 def request(text: str, **settings: object) -> ModelRequest:
@@ -37,6 +37,28 @@ async def test_streaming_yields_chunks_that_join_to_the_reply() -> None:
     assert items[:-1] == ["abc", "def", "ghi", "j"]
     assert isinstance(items[-1], ModelResponse)
     assert items[-1].text == "abcdefghij"
+
+
+@pytest.mark.asyncio
+async def test_a_function_may_return_a_completion_with_tool_calls() -> None:
+    spec = ToolSpec(name="math.factorial", description="n!", parameters={"type": "object"})
+    calls = (
+        ToolCall(name="math.factorial", arguments='{"n": 5}'),
+        ToolCall(name="math.factorial", arguments='{"n": 6}'),
+    )
+
+    def reply(req: ModelRequest) -> Completion:
+        assert req.settings.tools == (spec,)
+        return Completion(text="", tool_calls=calls)
+
+    model = FunctionModel(reply)
+    response = await model.request(request("5! and 6!", n=2, tools=(spec,)))
+    assert [completion.tool_calls for completion in response.completions] == [calls, calls]
+    assert response.usage.prompt_tokens == estimate_prompt_tokens(model.requests[0].messages, tools=(spec,))
+    assert response.usage.completion_tokens == 2 * estimate_tokens('math.factorial{"n": 5}math.factorial{"n": 6}')
+    streamed = [item async for item in model.stream(request("5! and 6!", tools=(spec,)))]
+    assert isinstance(streamed[-1], ModelResponse)
+    assert streamed[-1].completions[0].tool_calls == calls
 
 
 def test_usage_adds_up() -> None:

@@ -7,11 +7,15 @@ their own, so unknown fields are ignored here rather than forbidden; every field
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import openai
 from openai.types.chat import (
     ChatCompletionAssistantMessageParam,
+    ChatCompletionFunctionToolParam,
     ChatCompletionMessageParam,
     ChatCompletionSystemMessageParam,
     ChatCompletionUserMessageParam,
@@ -20,7 +24,7 @@ from openai.types.chat.completion_create_params import ResponseFormat
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agentdag.errors import ModelError
-from agentdag.messages import FinishReason, Message, ModelSettings
+from agentdag.messages import FinishReason, Message, ModelSettings, ToolCall, ToolSpec
 
 __all__ = [
     "WireChoice",
@@ -28,13 +32,19 @@ __all__ = [
     "WireError",
     "WireUsage",
     "map_finish_reason",
+    "map_tool_names",
     "parse_completion",
     "response_format",
     "status_error",
     "to_message_param",
+    "to_tool_calls",
+    "tool_params",
 ]
 
 _CONTEXT_MARKERS = ("exceed_context_size", "context_length_exceeded", "context length", "context size")
+_WIRE_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_NOT_WIRE_CHARACTER = re.compile(r"[^a-zA-Z0-9_-]")
+_MAX_NAME_LENGTH = 64
 
 
 class _WireModel(BaseModel):
@@ -53,10 +63,25 @@ class WireLogprobs(_WireModel):
     content: list[WireTokenLogprob] | None = None
 
 
+class WireFunctionCall(_WireModel):
+    """The function and arguments of one tool call; a few servers send the arguments as an object."""
+
+    name: str
+    arguments: str | dict[str, Any] | None = None
+
+
+class WireToolCall(_WireModel):
+    """One tool call of an assistant message."""
+
+    id: str | None = None
+    function: WireFunctionCall
+
+
 class WireMessage(_WireModel):
     """The assistant message of one choice."""
 
     content: str | None = None
+    tool_calls: list[WireToolCall] | None = None
 
 
 class WireChoice(_WireModel):
@@ -111,7 +136,10 @@ def parse_completion(body: str) -> WireCompletion:
 
 
 def map_finish_reason(reason: str | None) -> FinishReason:
-    """Map an OpenAI finish reason to agentdag's: cut at max_tokens is "length", a filtered reply "error"."""
+    """Map an OpenAI finish reason to agentdag's: cut at max_tokens is "length", a filtered reply "error".
+
+    Every other reason, "tool_calls" included, is "stop": the reply is complete.
+    """
     if reason == "length":
         return "length"
     if reason == "content_filter":
@@ -169,3 +197,66 @@ def response_format(settings: ModelSettings) -> ResponseFormat | None:
         "type": "json_schema",
         "json_schema": {"name": "output", "schema": settings.json_schema, "strict": True},
     }
+
+
+def map_tool_names(names: Sequence[str]) -> dict[str, str]:
+    """Map each tool name to a unique name the OpenAI API accepts (`^[a-zA-Z0-9_-]{1,64}$`).
+
+    Names that are already acceptable stay as they are. In the others every other character becomes "_" (so
+    `area_circle.calculate` is sent as `area_circle_calculate`), the name is cut to 64 characters, and a name
+    that is taken gets a numeric suffix (`_2`, `_3`, ...). The mapping depends only on `names`, so the
+    reply's names can be mapped back with the same call.
+
+    Raises:
+        ValueError: two tools have the same name.
+    """
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicates:
+        raise ValueError(f"tool names must be unique, but {', '.join(map(repr, duplicates))} appear more than once")
+    mapping = {name: name for name in names if _WIRE_NAME.fullmatch(name)}
+    taken = set(mapping.values())
+    for name in names:
+        if name in mapping:
+            continue
+        base = _NOT_WIRE_CHARACTER.sub("_", name)[:_MAX_NAME_LENGTH] or "function"
+        wire, number = base, 1
+        while wire in taken:
+            number += 1
+            suffix = f"_{number}"
+            wire = base[: _MAX_NAME_LENGTH - len(suffix)] + suffix
+        mapping[name] = wire
+        taken.add(wire)
+    return mapping
+
+
+def tool_params(tools: Sequence[ToolSpec]) -> list[ChatCompletionFunctionToolParam] | None:
+    """The `tools` parameter that offers `tools` under their wire names (see `map_tool_names`); None for none."""
+    if not tools:
+        return None
+    names = map_tool_names([spec.name for spec in tools])
+    return [
+        {
+            "type": "function",
+            "function": {"name": names[spec.name], "description": spec.description, "parameters": spec.parameters},
+        }
+        for spec in tools
+    ]
+
+
+def to_tool_calls(message: WireMessage, tools: Sequence[ToolSpec]) -> tuple[ToolCall, ...]:
+    """The tool calls of one reply, named as in `tools`; a name the server made up stays as it sent it.
+
+    The arguments stay the text the server sent (an object sent as such becomes its JSON text), so that a
+    malformed call can still be seen and scored.
+    """
+    if not message.tool_calls:
+        return ()
+    original = {wire: name for name, wire in map_tool_names([spec.name for spec in tools]).items()}
+    calls: list[ToolCall] = []
+    for call in message.tool_calls:
+        arguments = call.function.arguments
+        if not isinstance(arguments, str):
+            arguments = "" if arguments is None else json.dumps(arguments)
+        name = original.get(call.function.name, call.function.name)
+        calls.append(ToolCall(name=name, arguments=arguments, id=call.id))
+    return tuple(calls)

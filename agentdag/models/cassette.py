@@ -23,13 +23,18 @@ from typing import IO, Any, Literal
 
 from agentdag.errors import AgentdagError
 from agentdag.hashing import canonical_hash
-from agentdag.messages import Completion, ModelRequest, ModelResponse, Usage
+from agentdag.messages import Completion, ModelRequest, ModelResponse, ModelSettings, ToolCall, Usage
 from agentdag.models.base import Model
 from agentdag.tokens import estimate_prompt_tokens, estimate_tokens
 
 __all__ = ["CassetteError", "CassetteMissError", "CassetteModel", "request_key"]
 
 CassetteMode = Literal["record", "replay"]
+
+# Settings added after cassettes were first recorded: left out of a request's key while at their defaults,
+# so that cassettes recorded before them still replay.
+_LATER_SETTINGS = ("tools", "tool_choice", "parallel_tool_calls")
+_DEFAULT_SETTINGS = dataclasses.asdict(ModelSettings())
 
 
 class CassetteError(AgentdagError):
@@ -166,9 +171,13 @@ class CassetteModel(Model):
 
 
 def _request_json(request: ModelRequest) -> dict[str, Any]:
+    settings = dataclasses.asdict(request.settings)
+    for name in _LATER_SETTINGS:
+        if settings[name] == _DEFAULT_SETTINGS[name]:
+            del settings[name]
     return {
         "messages": [[message.role, message.content] for message in request.messages],
-        "settings": dataclasses.asdict(request.settings),
+        "settings": settings,
     }
 
 
@@ -183,6 +192,7 @@ def _parse_response(data: dict[str, Any]) -> ModelResponse:
                 text=item["text"],
                 finish_reason=item["finish_reason"],
                 logprobs=None if item.get("logprobs") is None else tuple(item["logprobs"]),
+                tool_calls=tuple(ToolCall(**call) for call in item.get("tool_calls", ())),
             )
             for item in data["completions"]
         ),
@@ -228,7 +238,9 @@ def _response_from_chunks(request: ModelRequest, entry: _Entry, name: str) -> Mo
     return ModelResponse(
         completions=(Completion(text=text, finish_reason="length"),),
         usage=Usage(
-            calls=1, prompt_tokens=estimate_prompt_tokens(request.messages), completion_tokens=estimate_tokens(text)
+            calls=1,
+            prompt_tokens=estimate_prompt_tokens(request.messages, tools=request.settings.tools),
+            completion_tokens=estimate_tokens(text),
         ),
         model=name,
     )

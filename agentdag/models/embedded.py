@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 
 from agentdag.errors import ModelError
+from agentdag.models._chat_template import SMOLLM2_TOOLS_TEMPLATE
 from agentdag.models._server_state import (
     ServerState,
     check_health,
@@ -152,6 +153,11 @@ class EmbeddedServer:
         params.n_ctx = self.slots * self.ctx_per_slot  # llama.cpp splits n_ctx evenly across the slots
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
+        # llama.cpp's jinja engine, which alone handles `tools`; SmolLM2's own template lacks them, so the
+        # default model gets one that has them and renders conversations without tools just as SmolLM2's does.
+        params.use_jinja = True
+        if model_path.name == MODEL_FILE:
+            params.chat_template = SMOLLM2_TOOLS_TEMPLATE
         params.hostnames = ["127.0.0.1"]
         params.port = 0  # the OS picks a free port; the server reports it in listening_address
         params.verbosity = 3 if self.verbose else -1

@@ -8,20 +8,21 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from agentdag.messages import Completion, ModelRequest, ModelResponse, Usage
 from agentdag.models.base import Model
-from agentdag.tokens import estimate_prompt_tokens, estimate_tokens
+from agentdag.tokens import estimate_completion_tokens, estimate_prompt_tokens
 
 __all__ = ["FunctionModel"]
 
-ScriptedReply = str | ModelResponse
+ScriptedReply = str | Completion | ModelResponse
 ReplyFunction = Callable[[ModelRequest], ScriptedReply | Awaitable[ScriptedReply]]
 
 
 class FunctionModel(Model):
     """A model that calls `function(request)` for each reply.
 
-    The function may be sync or async and returns either the reply text or a full `ModelResponse`. When it
-    returns text, every one of the `settings.n` completions is that text and usage is estimated with
-    `estimate_tokens`. `chunk_size` sets how many characters each streamed chunk carries.
+    The function may be sync or async and returns the reply text, one `Completion` (e.g. with `tool_calls`)
+    or a full `ModelResponse`. Text or a completion is repeated for every one of the `settings.n` samples,
+    and its usage is estimated (see `agentdag.tokens`). `chunk_size` sets how many characters each streamed
+    chunk carries.
     """
 
     def __init__(self, function: ReplyFunction, *, name: str = "function", chunk_size: int = 8) -> None:
@@ -39,14 +40,15 @@ class FunctionModel(Model):
             reply = await reply
         if isinstance(reply, ModelResponse):
             return reply
-        prompt_tokens = estimate_prompt_tokens(request.messages)
+        completion = Completion(text=reply) if isinstance(reply, str) else reply
+        prompt_tokens = estimate_prompt_tokens(request.messages, tools=request.settings.tools)
         n = request.settings.n
         return ModelResponse(
-            completions=tuple(Completion(text=reply) for _ in range(n)),
+            completions=(completion,) * n,
             usage=Usage(
                 calls=1,
                 prompt_tokens=prompt_tokens,
-                completion_tokens=estimate_tokens(reply) * n,
+                completion_tokens=estimate_completion_tokens((completion,)) * n,
                 latency_s=time.perf_counter() - started,
             ),
             model=self.name,

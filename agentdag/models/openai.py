@@ -35,9 +35,11 @@ from agentdag.models._wire import (
     response_format,
     status_error,
     to_message_param,
+    to_tool_calls,
+    tool_params,
 )
 from agentdag.models.base import Model
-from agentdag.tokens import estimate_prompt_tokens, estimate_tokens
+from agentdag.tokens import estimate_completion_tokens, estimate_prompt_tokens, estimate_tokens
 
 __all__ = ["OpenAIModel"]
 
@@ -154,6 +156,7 @@ class OpenAIModel(Model):
         """Yield the reply's text as the server generates it, then the whole `ModelResponse`.
 
         One sample, no logprobs. A JSON schema constrains the stream too; the final text is checked against it.
+        With `settings.tools` nothing is streamed: one `request()`, its text as one chunk, then its tool calls.
 
         Raises:
             ModelError: as for `request`, or when `n > 1` or `logprobs` were asked of a stream.
@@ -163,6 +166,10 @@ class OpenAIModel(Model):
             raise ModelError(f"a stream draws one sample, but settings.n is {settings.n}", source=self.server)
         if settings.logprobs:
             raise ModelError("logprobs are not available when streaming; use request()", source=self.server)
+        if settings.tools:  # tool calls arrive in fragments: draw the whole reply, as every model may
+            async for item in super().stream(request):
+                yield item
+            return
         started = time.perf_counter()
         chunks = await self._open_stream(request)
         parts: list[str] = []
@@ -273,17 +280,19 @@ class OpenAIModel(Model):
                 text=choice.message.content or "",
                 finish_reason=map_finish_reason(choice.finish_reason),
                 logprobs=logprobs,
+                tool_calls=to_tool_calls(choice.message, settings.tools),
             )
-            if settings.json_schema is not None and completion.finish_reason == "stop":
+            if settings.json_schema is not None and completion.finish_reason == "stop" and not completion.tool_calls:
                 self._check_schema(completion.text, settings.json_schema)
             completions.append(completion)
         usage = wire.usage
-        text = "".join(completion.text for completion in completions)
         return _Draw(
             completions=tuple(completions),
             # Servers that omit usage get an estimate rather than a zero, so budgets still count.
-            prompt_tokens=usage.prompt_tokens if usage else estimate_prompt_tokens(request.messages),
-            completion_tokens=usage.completion_tokens if usage else estimate_tokens(text),
+            prompt_tokens=usage.prompt_tokens
+            if usage
+            else estimate_prompt_tokens(request.messages, tools=settings.tools),
+            completion_tokens=usage.completion_tokens if usage else estimate_completion_tokens(completions),
         )
 
     def _check_schema(self, text: str, schema: dict[str, Any]) -> None:
@@ -328,6 +337,9 @@ class OpenAIModel(Model):
             "stop": list(settings.stop) or None,
             "logprobs": True if settings.logprobs else None,
             "response_format": response_format(settings),
+            "tools": tool_params(settings.tools),
+            "tool_choice": settings.tool_choice,
+            "parallel_tool_calls": settings.parallel_tool_calls,
             "extra_body": self._extra_body,
         }
         arguments.update({key: value for key, value in optional.items() if value is not None})

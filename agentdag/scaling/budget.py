@@ -151,7 +151,7 @@ class Ledger:
         if room is None:
             self._held_calls += 1
             return Reservation(request=request, tokens=0, calls=1)
-        prompt = estimate_prompt_tokens(request.messages)
+        prompt = estimate_prompt_tokens(request.messages, tools=request.settings.tools)
         allowed = room // max(1, share) - prompt
         if allowed < _MIN_COMPLETION_TOKENS:
             return None
@@ -200,7 +200,7 @@ class Ledger:
             usage = response.usage
             return response
         except anyio.get_cancelled_exc_class():
-            prompt = estimate_prompt_tokens(reservation.request.messages)
+            prompt = estimate_prompt_tokens(reservation.request.messages, tools=reservation.request.settings.tools)
             usage = Usage(calls=1, prompt_tokens=prompt, completion_tokens=estimate_tokens("".join(parts)))
             raise
         finally:
@@ -219,6 +219,7 @@ async def _read_stream(model: Model, request: ModelRequest, parts: list[str]) ->
                 return chunk
             parts.append(chunk)
     text = "".join(parts)  # a stream without its final response: what it sent, as a reply cut off
-    prompt_tokens, completion_tokens = estimate_prompt_tokens(request.messages), estimate_tokens(text)
+    prompt_tokens = estimate_prompt_tokens(request.messages, tools=request.settings.tools)
+    completion_tokens = estimate_tokens(text)
     usage = Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
     return ModelResponse(completions=(Completion(text=text, finish_reason="length"),), usage=usage, model=model.name)
