@@ -80,12 +80,16 @@ class Agent:
         """
         return await self._planner(store).run(task, meter=meter)
 
-    async def draft(self, task: str) -> PlanDraft:
+    async def draft(self, task: str, *, meter: RunMeter | None = None) -> PlanDraft:
         """Ask the planner for a plan, repaired and validated as `run` would, without running anything.
 
         The same model replies give the plan `run` would start (`agentdag plan` prints it).
+
+        Args:
+            task: what to do, in words.
+            meter: the draft's usage meter (default: a new one): pass one to read the planner's tokens.
         """
-        return await self._planner().draft(task)
+        return await self._planner().draft(task, meter=meter)
 
     def run_sync(self, task: str, *, store: RunStore | None = None, meter: RunMeter | None = None) -> RunResult:
         """`run` for code that is not async (starts and closes its own event loop)."""

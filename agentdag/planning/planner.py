@@ -122,13 +122,17 @@ class Planner:
             self.store.save_result(result)
         return result
 
-    async def draft(self, task: str) -> PlanDraft:
+    async def draft(self, task: str, *, meter: RunMeter | None = None) -> PlanDraft:
         """Ask the planner for a plan and validate it, repairing as `run` does, but run nothing.
 
         The replies go through the same reading as in `run` (repairs, repeated calls, cut-off plans), so the
         same replies give the same plan.
+
+        Args:
+            task: what to do, in words.
+            meter: the draft's usage meter (default: a new one); every planner call reports to it.
         """
-        journal = RunJournal(RunMeter())
+        journal = RunJournal(meter or RunMeter())
         run = self._planning(task, journal, time.perf_counter())
         target = Draft()
         with metering(journal.meter):
