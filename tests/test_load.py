@@ -69,12 +69,14 @@ def _embedded_missing() -> str | None:
 
 
 @pytest.mark.embedded
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 @pytest.mark.skipif(_embedded_missing() is not None, reason=str(_embedded_missing()))
 @pytest.mark.asyncio
 async def test_concurrent_runs_against_one_embedded_server_all_end_with_a_status() -> None:
     # The bench counts its baseline after one start and stop of the server (llama.cpp keeps one thread).
-    report = await run_load_bench(model="local", runs=12, max_tokens=48, deadline_s=500, settle_s=0)
+    # The deadline only separates a hang from slow progress, so it is generous: beside another model
+    # server on this 2-core machine these runs have taken longer than 500 s.
+    report = await run_load_bench(model="local", runs=12, max_tokens=48, deadline_s=840, settle_s=0)
     assert not report["deadlock"]
     assert report["ended"] == 12
     assert sum(report["by_status"].values()) == 12
