@@ -15,6 +15,7 @@ from rich.console import Console
 
 from agentdag.cli.bench import (
     bench_command,
+    calls_table,
     data_fetch_command,
     figures_table,
     load_table,
@@ -55,7 +56,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]agentdag: interrupted[/]")
         return EXIT_INTERRUPTED
-
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -203,6 +203,22 @@ def create_parser() -> argparse.ArgumentParser:
     swe.add_argument("--json", action="store_true", help="print one JSON object")
     swe_options = ("dataset", "data_dir", "agent", "model", "limit", "candidates", "case_timeout_s")
     swe.set_defaults(command=bench_command("swe", "run_swe_bench", swe_options, swe_table))
+    calls = benches.add_parser("calls", help="function calls: the first plan's calls scored with BFCL's AST rules")
+    calls.add_argument(
+        "--style", type=names, default=[], dest="styles", help="json,llmcompiler,native,best_of_n (default: all)"
+    )
+    calls.add_argument(
+        "--dataset", default=None, help="a JSONL file or a calls data set's name (default: both BFCL sets)"
+    )
+    calls.add_argument("--data", type=Path, default=None, dest="data_dir", metavar="DIR", help=_DATA_HELP)
+    calls.add_argument(
+        "--model", default="oracle", help="oracle or noop (controls), local (the embedded model) or a URL"
+    )
+    calls.add_argument("--limit", type=positive, default=None, help="only the first N cases of each file")
+    calls.add_argument("--case-timeout-s", type=float, default=300.0, help="wall-time limit of one style on one case")
+    calls.add_argument("--json", action="store_true", help="print one JSON object")
+    calls_options = ("styles", "dataset", "data_dir", "model", "limit", "case_timeout_s")
+    calls.set_defaults(command=bench_command("calls", "run_calls_bench", calls_options, calls_table))
     scaling = benches.add_parser("scaling", help="test-time scaling strategies side by side: accuracy against tokens")
     scaling.add_argument("--strategy", type=names, default=[], dest="strategies", help="NAME[,NAME...] (default: all)")
     scaling.add_argument("--dataset", default=None, help="a JSONL file, a math data set's name, or 'arithmetic'")
@@ -230,7 +246,6 @@ def create_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
 def positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -238,8 +253,5 @@ def positive(text: str) -> int:
     return value
 
 
-
 def names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
-
-

@@ -20,6 +20,7 @@ from agentdag.view import shorten
 __all__ = [
     "Command",
     "bench_command",
+    "calls_table",
     "data_fetch_command",
     "figures_table",
     "load_table",
@@ -105,6 +106,13 @@ def figures_table(title: str) -> BenchRenderer:
 def search_table(report: dict[str, Any]) -> RenderableType:
     """The search benchmark's table."""
     table: RenderableType = importlib.import_module("agentdag.benchmarks.search").create_search_table(report)
+    return table
+
+
+
+def calls_table(report: dict[str, Any]) -> RenderableType:
+    """The calls benchmark's table: one row per style."""
+    table: RenderableType = importlib.import_module("agentdag.benchmarks.calls").create_calls_table(report)
     return table
 
 
