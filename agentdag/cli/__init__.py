@@ -15,12 +15,9 @@ from rich.console import Console
 
 from agentdag.cli.bench import (
     bench_command,
-    calls_table,
     data_fetch_command,
     figures_table,
-    load_table,
-    scaling_table,
-    search_table,
+    harness_view,
     serve_command,
     swe_table,
 )
@@ -46,9 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[bold red]agentdag: bad input:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     except ModelError as error:
-        console.print(
-            f"[bold red]agentdag: model failed:[/] {escape(str(error))}", highlight=False, soft_wrap=True
-        )
+        console.print(f"[bold red]agentdag: model failed:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         return EXIT_FAILED
     except AgentdagError as error:
         console.print(f"[bold red]agentdag: error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
@@ -182,7 +177,11 @@ def create_parser() -> argparse.ArgumentParser:
         *("dataset", "data_dir", "agent", "model", "limit"),
         *("latency_ms", "seed", "case_timeout_s", "planner_style"),
     )
-    search.set_defaults(command=bench_command("search", "run_search_bench", search_options, search_table))
+    search.set_defaults(
+        command=bench_command(
+            "search", "run_search_bench", search_options, harness_view("search", "create_search_table")
+        )
+    )
     swe = benches.add_parser("swe", help="code fixes in a workspace MCP server, judged by the tests")
     swe.add_argument("--dataset", default=None, help="a JSONL file, or a SWE data set's name (see data fetch)")
     swe.add_argument("--data", type=Path, default=None, dest="data_dir", metavar="DIR", help=_DATA_HELP)
@@ -218,7 +217,9 @@ def create_parser() -> argparse.ArgumentParser:
     calls.add_argument("--case-timeout-s", type=float, default=300.0, help="wall-time limit of one style on one case")
     calls.add_argument("--json", action="store_true", help="print one JSON object")
     calls_options = ("styles", "dataset", "data_dir", "model", "limit", "case_timeout_s")
-    calls.set_defaults(command=bench_command("calls", "run_calls_bench", calls_options, calls_table))
+    calls.set_defaults(
+        command=bench_command("calls", "run_calls_bench", calls_options, harness_view("calls", "create_calls_table"))
+    )
     scaling = benches.add_parser("scaling", help="test-time scaling strategies side by side: accuracy against tokens")
     scaling.add_argument("--strategy", type=names, default=[], dest="strategies", help="NAME[,NAME...] (default: all)")
     scaling.add_argument("--dataset", default=None, help="a JSONL file, a math data set's name, or 'arithmetic'")
@@ -232,7 +233,11 @@ def create_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--plot", type=Path, default=None, help="write the accuracy-tokens Pareto plot (PNG) here")
     scaling.add_argument("--json", action="store_true", help="print one JSON object")
     scaling_options = ("strategies", "dataset", "data_dir", "model", "limit", "seed", "samples", "plot")
-    scaling.set_defaults(command=bench_command("scaling", "run_scaling_bench", scaling_options, scaling_table))
+    scaling.set_defaults(
+        command=bench_command(
+            "scaling", "run_scaling_bench", scaling_options, harness_view("scaling", "create_scaling_view")
+        )
+    )
     load = benches.add_parser("load", help="many concurrent runs through the SDK: endings, latency, resources")
     load.add_argument("--model", default="scripted", help="scripted, local (the embedded model) or a server URL")
     load.add_argument("--runs", type=positive, default=200, help="runs started at once on one Agent")
@@ -242,7 +247,9 @@ def create_parser() -> argparse.ArgumentParser:
     load.add_argument("--model-timeout-s", type=float, default=600.0, help="real models: deadline of one call")
     load.add_argument("--json", action="store_true", help="print one JSON object")
     load_options = ("model", "runs", "max_tokens", "deadline_s", "settle_s", "model_timeout_s")
-    load.set_defaults(command=bench_command("load", "run_load_bench", load_options, load_table))
+    load.set_defaults(
+        command=bench_command("load", "run_load_bench", load_options, harness_view("load", "create_load_table"))
+    )
     return parser
 
 

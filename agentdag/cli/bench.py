@@ -20,12 +20,9 @@ from agentdag.view import shorten
 __all__ = [
     "Command",
     "bench_command",
-    "calls_table",
     "data_fetch_command",
     "figures_table",
-    "load_table",
-    "scaling_table",
-    "search_table",
+    "harness_view",
     "serve_command",
     "swe_table",
 ]
@@ -44,7 +41,6 @@ async def serve_command(arguments: argparse.Namespace) -> int:
 
     await serve_forever(config, announce)
     return EXIT_DONE
-
 
 
 async def data_fetch_command(arguments: argparse.Namespace) -> int:
@@ -69,7 +65,6 @@ async def data_fetch_command(arguments: argparse.Namespace) -> int:
     return code
 
 
-
 def bench_command(module: str, function: str, options: Sequence[str], render: BenchRenderer) -> Command:
     """A `bench` subcommand: run `agentdag.benchmarks.<module>.<function>` with the named options."""
 
@@ -88,9 +83,9 @@ def bench_command(module: str, function: str, options: Sequence[str], render: Be
     return command
 
 
-
 def figures_table(title: str) -> BenchRenderer:
     """A renderer of flat figures as a two-column table."""
+
     def render(figures: dict[str, Any]) -> Table:
         table = Table(title=title)
         table.add_column("figure")
@@ -102,33 +97,14 @@ def figures_table(title: str) -> BenchRenderer:
     return render
 
 
+def harness_view(module: str, function: str) -> BenchRenderer:
+    """A renderer that calls `agentdag.benchmarks.<module>.<function>(report)`, imported when it first renders."""
 
-def search_table(report: dict[str, Any]) -> RenderableType:
-    """The search benchmark's table."""
-    table: RenderableType = importlib.import_module("agentdag.benchmarks.search").create_search_table(report)
-    return table
+    def render(report: dict[str, Any]) -> RenderableType:
+        view: RenderableType = getattr(importlib.import_module(f"agentdag.benchmarks.{module}"), function)(report)
+        return view
 
-
-
-def calls_table(report: dict[str, Any]) -> RenderableType:
-    """The calls benchmark's table: one row per style."""
-    table: RenderableType = importlib.import_module("agentdag.benchmarks.calls").create_calls_table(report)
-    return table
-
-
-
-def scaling_table(report: dict[str, Any]) -> RenderableType:
-    """The scaling benchmark's tables."""
-    view: RenderableType = importlib.import_module("agentdag.benchmarks.scaling").create_scaling_view(report)
-    return view
-
-
-
-def load_table(report: dict[str, Any]) -> RenderableType:
-    """The load benchmark's table."""
-    table: RenderableType = importlib.import_module("agentdag.benchmarks.load").create_load_table(report)
-    return table
-
+    return render
 
 
 def swe_table(report: dict[str, Any]) -> Table:
@@ -143,7 +119,6 @@ def swe_table(report: dict[str, Any]) -> Table:
     summary = ", ".join(f"{key} {value}" for key, value in report["summary"].items())
     table.caption = summary
     return table
-
 
 
 def _load_bench(module: str, function: str) -> Callable[..., Awaitable[dict[str, Any]]]:

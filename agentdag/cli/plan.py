@@ -75,7 +75,6 @@ async def plan_command(arguments: argparse.Namespace) -> int:
     return EXIT_DONE
 
 
-
 def _print_plan(nodes: Sequence[Node]) -> None:
     console = Console()
     table = Table(title="plan", show_lines=False)
@@ -86,7 +85,6 @@ def _print_plan(nodes: Sequence[Node]) -> None:
         dependencies = ", ".join(str(item) for item in sorted(dependencies_of(node, known))) or "-"
         table.add_row(str(node.id), node.tool, json.dumps(node.arguments, ensure_ascii=False), dependencies)
     console.print(table)
-
 
 
 async def trace_show_command(arguments: argparse.Namespace) -> int:

@@ -43,14 +43,12 @@ async def run_command(arguments: argparse.Namespace) -> int:
             store.close()
 
 
-
 @dataclass(frozen=True, slots=True)
 class _OpenedRun:
     task: TaskFile
     task_file: Path
     run_dir: Path
     store: RunStore | None
-
 
 
 def _open_run(arguments: argparse.Namespace) -> _OpenedRun:
@@ -81,7 +79,6 @@ def _open_run(arguments: argparse.Namespace) -> _OpenedRun:
     return _OpenedRun(task, arguments.task, run_dir, RunStore.create(run_dir, task=task.task, meta=meta))
 
 
-
 def _with_cassette(task: TaskFile, task_file: Path, arguments: argparse.Namespace) -> TaskFile:
     """The task with its cassette paths taken from the task file's folder, and `--record`/`--replay` applied."""
     model = task.model
@@ -92,7 +89,6 @@ def _with_cassette(task: TaskFile, task_file: Path, arguments: argparse.Namespac
     if arguments.record is not None or arguments.replay is not None:
         update = {"record": arguments.record, "replay": arguments.replay}
     return task.model_copy(update={"model": model.model_copy(update=update)})
-
 
 
 async def _run_task(
@@ -159,7 +155,6 @@ async def _run_task(
     return EXIT_DONE if result.status == "done" else EXIT_FAILED
 
 
-
 def _worth_resuming(result: RunResult | None) -> bool:
     """Whether resuming could end differently: the run was interrupted, or nodes did not get to run."""
     if result is None:
@@ -172,11 +167,9 @@ def _worth_resuming(result: RunResult | None) -> bool:
     return unfinished or result.error is None or result.error.startswith(("model call failed", "time budget"))
 
 
-
 def _default_run_dir(task_file: Path) -> Path:
     """`runs/<timestamp>-<task file stem>/` under the current folder, never one that exists."""
     return free_path(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{task_file.stem}")
-
 
 
 def free_path(path: Path) -> Path:
@@ -186,7 +179,6 @@ def free_path(path: Path) -> Path:
         counter += 1
         candidate = path.with_name(f"{path.stem}-{counter}{path.suffix}")
     return candidate
-
 
 
 def _print_result(
