@@ -33,11 +33,12 @@ from agentdag.models import Model, ModelConfig, open_model
 from agentdag.scaling import BestOfNConfig, create_strategy
 from agentdag.usage import RunMeter
 
-from .calls_check import Call, check_calls
+from .calls_check import check_calls
 from .calls_data import DEFAULT_DATASETS, CallsCase, create_tool_specs, create_tools, load_cases
 from .calls_oracle import create_control_model, find_schema_conflicts
 from .calls_view import create_calls_table, summarize_calls
 from .data_paths import resolve_dataset
+from .oracle import Call
 
 __all__ = ["STYLES", "Style", "create_calls_table", "run_calls_bench", "score_style"]
 
@@ -154,7 +155,7 @@ async def score_style(case: CallsCase, style: Style, model: Model, *, timeout_s:
     return {
         "correct": error is None and unreadable is None and verdict.correct,
         "reason": error or unreadable or verdict.reason,
-        "calls": [f"{call.name}({_arguments_text(call)})" for call in calls],
+        "calls": [f"{call.tool}({_arguments_text(call)})" for call in calls],
         "wall_s": round(wall_s, 4),
         "model_calls": usage.calls,
         "prompt_tokens": usage.prompt_tokens,
@@ -175,7 +176,7 @@ async def _plan_calls(case: CallsCase, style: Style, model: Model, meter: RunMet
         planner=PlannerConfig(style="llmcompiler" if style == "llmcompiler" else "json"),
     )
     draft = await agent.draft(case.task, meter=meter)
-    return [Call(name=node.tool, arguments=node.arguments) for node in draft.nodes], None
+    return [Call(tool=node.tool, arguments=node.arguments) for node in draft.nodes], None
 
 
 async def _native_calls(case: CallsCase, model: Model, meter: RunMeter) -> tuple[list[Call], str | None]:
@@ -197,7 +198,7 @@ async def _native_calls(case: CallsCase, model: Model, meter: RunMeter) -> tuple
             arguments = tool_call.parsed_arguments()
         except ValueError as error:
             return calls, f"tool call {position} ({tool_call.name}): {error}"
-        calls.append(Call(name=tool_call.name, arguments=arguments))
+        calls.append(Call(tool=tool_call.name, arguments=arguments))
     return calls, None
 
 

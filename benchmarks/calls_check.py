@@ -23,8 +23,9 @@ from typing import Any
 from pydantic import JsonValue
 
 from .calls_data import Expected
+from .oracle import Call
 
-__all__ = ["Call", "Verdict", "check_call", "check_calls", "normalize_text"]
+__all__ = ["Verdict", "check_call", "check_calls", "normalize_text"]
 
 _STRIPPED = re.compile(r"[ ,./\-_*^]")
 _PYTHON_TYPES: dict[str, tuple[type, ...]] = {
@@ -35,14 +36,6 @@ _PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "array": (list,),
     "object": (dict,),
 }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Call:
-    """One call a plan makes: the function and its literal arguments."""
-
-    name: str
-    arguments: Mapping[str, JsonValue]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,31 +66,31 @@ def check_calls(
             # A call that matches no expected call is the likelier culprit than one another call needs.
             order = spare + [column for column in range(len(calls)) if column not in spare]
             reasons = [check_call(calls[column], want, schemas).reason for column in order]
-            return Verdict(correct=False, reason=f"no call matches {want.name} ({_closest(reasons)})")
+            return Verdict(correct=False, reason=f"no call matches {want.tool} ({_closest(reasons)})")
     return Verdict(correct=False, reason="the calls cannot be paired one to one with the expected calls")
 
 
 def check_call(call: Call, expected: Expected, schemas: Mapping[str, Mapping[str, Any]]) -> Verdict:
     """Whether one call matches one expected call."""
-    if call.name != expected.name:
-        return Verdict(correct=False, reason=f"calls {call.name}, expected {expected.name}")
-    schema = schemas.get(expected.name, {})
+    if call.tool != expected.tool:
+        return Verdict(correct=False, reason=f"calls {call.tool}, expected {expected.tool}")
+    schema = schemas.get(expected.tool, {})
     properties: Mapping[str, Any] = schema.get("properties", {})
     for name in schema.get("required", []):
         if name not in call.arguments:
-            return Verdict(correct=False, reason=f"{call.name}: required argument {name} is missing")
+            return Verdict(correct=False, reason=f"{call.tool}: required argument {name} is missing")
     for name, value in call.arguments.items():
         if name not in properties or name not in expected.arguments:
-            return Verdict(correct=False, reason=f"{call.name}: unexpected argument {name}")
+            return Verdict(correct=False, reason=f"{call.tool}: unexpected argument {name}")
         kind = properties[name].get("type")
         listed = [option for option in expected.arguments[name] if option != ""]
         if not _has_type(value, kind) and not any(type(value) is type(option) for option in listed):
-            return Verdict(correct=False, reason=f"{call.name}: {name}={value!r} is not of type {kind}")
+            return Verdict(correct=False, reason=f"{call.tool}: {name}={value!r} is not of type {kind}")
         if not any(_equal(value, acceptable) for acceptable in expected.arguments[name]):
-            return Verdict(correct=False, reason=f"{call.name}: {name}={value!r} is not an acceptable value")
+            return Verdict(correct=False, reason=f"{call.tool}: {name}={value!r} is not an acceptable value")
     for name, acceptable in expected.arguments.items():
         if name not in call.arguments and "" not in acceptable:
-            return Verdict(correct=False, reason=f"{call.name}: argument {name} is missing")
+            return Verdict(correct=False, reason=f"{call.tool}: argument {name} is missing")
     return Verdict(correct=True)
 
 

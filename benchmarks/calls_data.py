@@ -63,7 +63,7 @@ class _Record(BaseModel):
 class Expected:
     """One expected call: the function and, per argument, its acceptable values (`""` marks it optional)."""
 
-    name: str
+    tool: str
     arguments: Mapping[str, Sequence[JsonValue]]
 
 
@@ -164,6 +164,6 @@ def _to_case(record: _Record) -> CallsCase:
         functions={function.name: to_json_schema(function.parameters) for function in record.function},
         descriptions={function.name: function.description for function in record.function},
         expected=tuple(
-            Expected(name=name, arguments=arguments) for call in record.ground_truth for name, arguments in call.items()
+            Expected(tool=name, arguments=arguments) for call in record.ground_truth for name, arguments in call.items()
         ),
     )

@@ -21,8 +21,8 @@ from agentdag.messages import Completion, ModelRequest, ModelResponse, ToolCall,
 from agentdag.models import FunctionModel, Model
 from agentdag.tokens import estimate_prompt_tokens, estimate_tokens
 
-from .calls_check import Call
 from .calls_data import CallsCase
+from .oracle import Call
 
 __all__ = ["create_control_model", "create_oracle_calls", "find_schema_conflicts"]
 
@@ -33,13 +33,13 @@ def create_oracle_calls(case: CallsCase) -> list[Call]:
     """The calls the oracle makes: each expected call with the first acceptable value of its arguments."""
     calls = []
     for want in case.expected:
-        known = case.functions.get(want.name, {}).get("properties", {})
+        known = case.functions.get(want.tool, {}).get("properties", {})
         arguments = {
             name: [value for value in acceptable if value is not None]
             for name, acceptable in want.arguments.items()
             if name in known or "" not in acceptable
         }
-        calls.append(Call(name=want.name, arguments=_first_values(arguments)))
+        calls.append(Call(tool=want.tool, arguments=_first_values(arguments)))
     return calls
 
 
@@ -52,9 +52,9 @@ def find_schema_conflicts(case: CallsCase) -> list[str]:
     """
     conflicts = []
     for call in create_oracle_calls(case):
-        schema = case.functions.get(call.name, {})
+        schema = case.functions.get(call.tool, {})
         validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)(schema)
-        conflicts += [f"{call.name}: {error.message}" for error in validator.iter_errors(dict(call.arguments))]
+        conflicts += [f"{call.tool}: {error.message}" for error in validator.iter_errors(dict(call.arguments))]
     return conflicts
 
 
@@ -68,11 +68,11 @@ def create_control_model(kind: str, case: CallsCase) -> Model:
             return _tool_call_reply(request, calls)
         if settings.json_schema is not None:
             nodes = [
-                {"id": index, "tool": call.name, "arguments": dict(call.arguments), "depends_on": []}
+                {"id": index, "tool": call.tool, "arguments": dict(call.arguments), "depends_on": []}
                 for index, call in enumerate(calls, start=1)
             ]
             return json.dumps({"thought": "Each call is independent." if calls else _NO_CALL, "nodes": nodes})
-        lines = [f"{index}. {call.name}({_python_arguments(call.arguments)})" for index, call in enumerate(calls, 1)]
+        lines = [f"{index}. {call.tool}({_python_arguments(call.arguments)})" for index, call in enumerate(calls, 1)]
         lines.append(f"{len(calls) + 1}. join()<END_OF_PLAN>")
         return "\n".join([f"Thought: {'Each call is independent.' if calls else _NO_CALL}", *lines])
 
@@ -81,7 +81,7 @@ def create_control_model(kind: str, case: CallsCase) -> Model:
 
 def _tool_call_reply(request: ModelRequest, calls: Sequence[Call]) -> ModelResponse:
     tool_calls = tuple(
-        ToolCall(name=call.name, arguments=json.dumps(dict(call.arguments)), id=f"call_{index}")
+        ToolCall(name=call.tool, arguments=json.dumps(dict(call.arguments)), id=f"call_{index}")
         for index, call in enumerate(calls, start=1)
     )
     text = "" if calls else _NO_CALL

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentdag.benchmarks.calls_check import Call, check_call, check_calls, normalize_text
+from agentdag.benchmarks.calls_check import check_call, check_calls, normalize_text
 from agentdag.benchmarks.calls_data import Expected, load_cases, to_json_schema
 from agentdag.benchmarks.calls_oracle import create_oracle_calls
 from agentdag.benchmarks.data_paths import DataNotFoundError, find_data_file
+from agentdag.benchmarks.oracle import Call
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "area": {
@@ -27,7 +28,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "other": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]},
 }
 AREA = Expected(
-    name="area",
+    tool="area",
     arguments={
         "shape": ["circle", "round"],
         "size": [5.0],
@@ -40,7 +41,7 @@ AREA = Expected(
 
 
 def verdict_of(arguments: dict[str, Any], expected: Expected = AREA) -> str:
-    return check_call(Call(name=expected.name, arguments=arguments), expected, SCHEMAS).reason
+    return check_call(Call(tool=expected.tool, arguments=arguments), expected, SCHEMAS).reason
 
 
 def test_a_call_with_acceptable_values_passes_and_optional_arguments_may_be_absent() -> None:
@@ -74,19 +75,19 @@ def test_a_call_outside_the_rules_fails_and_says_why(arguments: dict[str, Any], 
 
 
 def test_an_argument_without_the_optional_mark_must_be_given() -> None:
-    expected = Expected(name="other", arguments={"x": [3]})
+    expected = Expected(tool="other", arguments={"x": [3]})
     assert verdict_of({}, expected) == "other: required argument x is missing"
     relaxed = {"other": {"type": "object", "properties": {"x": {"type": "integer"}}}}
-    call = Call(name="other", arguments={})
+    call = Call(tool="other", arguments={})
     assert check_call(call, expected, relaxed).reason == "other: argument x is missing"
 
 
 def test_calls_match_in_any_order_with_multiplicity() -> None:
-    first = Expected(name="other", arguments={"x": [1]})
-    second = Expected(name="other", arguments={"x": [2]})
-    calls = [Call(name="other", arguments={"x": 2}), Call(name="other", arguments={"x": 1})]
+    first = Expected(tool="other", arguments={"x": [1]})
+    second = Expected(tool="other", arguments={"x": [2]})
+    calls = [Call(tool="other", arguments={"x": 2}), Call(tool="other", arguments={"x": 1})]
     assert check_calls(calls, [first, second], SCHEMAS).correct
-    twice = [Call(name="other", arguments={"x": 1}), Call(name="other", arguments={"x": 1})]
+    twice = [Call(tool="other", arguments={"x": 1}), Call(tool="other", arguments={"x": 1})]
     assert (
         check_calls(twice, [first, second], SCHEMAS).reason
         == "no call matches other (other: x=1 is not an acceptable value)"
@@ -96,12 +97,12 @@ def test_calls_match_in_any_order_with_multiplicity() -> None:
 
 
 def test_pairing_is_a_full_matching_not_first_fit() -> None:
-    loose = Expected(name="other", arguments={"x": [1, 2]})
-    strict = Expected(name="other", arguments={"x": [1]})
-    calls = [Call(name="other", arguments={"x": 1}), Call(name="other", arguments={"x": 2})]
+    loose = Expected(tool="other", arguments={"x": [1, 2]})
+    strict = Expected(tool="other", arguments={"x": [1]})
+    calls = [Call(tool="other", arguments={"x": 1}), Call(tool="other", arguments={"x": 2})]
     # First fit pairs `loose` with x=1 and leaves x=2 for `strict`, which refuses it.
     assert check_calls(calls, [loose, strict], SCHEMAS).correct
-    crossed = [Call(name="other", arguments={"x": 2}), Call(name="other", arguments={"x": 2})]
+    crossed = [Call(tool="other", arguments={"x": 2}), Call(tool="other", arguments={"x": 2})]
     assert check_calls(crossed, [loose, strict], SCHEMAS).reason.startswith("no call matches other")
 
 
@@ -153,7 +154,7 @@ def test_a_file_that_is_not_bfcl_records_is_one_clear_error(tmp_path: Path) -> N
 
 def test_a_value_of_the_type_bfcl_lists_passes_where_it_differs_from_the_schema() -> None:
     schemas = {"fit": {"type": "object", "properties": {"x": {"type": "array"}, "mod": {"type": "integer"}}}}
-    expected = Expected(name="fit", arguments={"x": ["data['sales']"], "mod": ["", None]})
-    assert check_call(Call(name="fit", arguments={"x": "data['sales']", "mod": None}), expected, schemas).correct
-    assert not check_call(Call(name="fit", arguments={"x": "data", "mod": None}), expected, schemas).correct
-    assert "is not of type integer" in check_call(Call(name="fit", arguments={"mod": "3"}), expected, schemas).reason
+    expected = Expected(tool="fit", arguments={"x": ["data['sales']"], "mod": ["", None]})
+    assert check_call(Call(tool="fit", arguments={"x": "data['sales']", "mod": None}), expected, schemas).correct
+    assert not check_call(Call(tool="fit", arguments={"x": "data", "mod": None}), expected, schemas).correct
+    assert "is not of type integer" in check_call(Call(tool="fit", arguments={"mod": "3"}), expected, schemas).reason
