@@ -12,7 +12,10 @@ is the plan the agent would start running, under BFCL's AST rules (`calls_check`
 * `best_of_n`: the json planner wrapped in best-of-n with its shipped defaults and one override,
   `selector: structure` (the plan that validates, covers the task and calls the most at once).
 
-Cases and styles run one after another on the same model, so wall times compare. `oracle` writes the
+Cases and styles run one after another on the same model, so wall times compare; the styles' order rotates
+from case to case. The planned styles read each function as the planner shows tools (its name, its
+arguments with their types, the first line of its description; the json style's grammar also holds enums
+and nested keys), while `native` hands the server the whole schema. `oracle` writes the
 expected calls (100% by construction: a check of the harness) and `noop` writes none (0%).
 """
 
@@ -86,12 +89,14 @@ async def run_calls_bench(
     cases = load_cases(paths, limit=limit)
     items: list[dict[str, Any]] = []
     async with _open_shared_model(model) as shared:
-        for case in cases:
+        for index, case in enumerate(cases):
             scored = {}
-            for style in chosen:
+            # The order rotates from case to case, so that no style always follows the one whose prompt it
+            # shares (best_of_n and json) and finds it in the server's prompt cache.
+            for style in chosen[index % len(chosen) :] + chosen[: index % len(chosen)]:
                 case_model = shared or create_control_model(model, case)
                 scored[style] = await score_style(case, style, case_model, timeout_s=case_timeout_s)
-            item = {"id": case.id, "category": case.category, "styles": scored}
+            item = {"id": case.id, "category": case.category, "styles": {style: scored[style] for style in chosen}}
             conflicts = find_schema_conflicts(case)
             if conflicts:
                 item["ground_truth_outside_schema"] = conflicts

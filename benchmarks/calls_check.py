@@ -2,13 +2,18 @@
 
 The rules of the Berkeley Function Calling Leaderboard's AST checker for its parallel categories:
 
-* the same number of calls as expected, matched to the expected calls in any order (here a full bipartite
-  matching, so a valid pairing is always found where one exists);
+* the same number of calls as expected, matched to the expected calls in any order. BFCL pairs first fit,
+  so the order of the calls can decide its verdict (on `parallel_178`); here the pairing is a full
+  bipartite matching, so a valid pairing is found wherever one exists;
 * each matched call names the expected function, gives every required argument and no argument the
-  expected call does not list, with a value of the schema's type (an integer passes for a number), or
-  of the type of the acceptable values where BFCL lists another (`null`, or a variable's name as a string);
+  expected call does not list, with a value of the schema's type (an integer passes for a number), or of
+  the type of the first acceptable value where BFCL lists another (`null`, or a variable's name as a
+  string). A list's items are not type-checked (BFCL checks them strictly: `[6, 2]` for a list of floats
+  fails there and passes here, as `6 == 6.0`); they must equal an acceptable list's items;
 * each value is one of the acceptable values: strings compare after BFCL's normalisation (lower case, with
-  spaces and `,./-_*^` removed), lists item by item, objects key by key with the same rules;
+  spaces and `,./-_*^` removed), lists item by item, objects key by key with the same rules (BFCL compares
+  two kinds of strings exactly, variables' names and strings in lists inside objects; here they are
+  normalised too, which can only pass more calls: about two records);
 * an argument left out is fine only where its acceptable values include `""` (BFCL's mark of an optional
   argument).
 """
@@ -84,7 +89,7 @@ def check_call(call: Call, expected: Expected, schemas: Mapping[str, Mapping[str
             return Verdict(correct=False, reason=f"{call.tool}: unexpected argument {name}")
         kind = properties[name].get("type")
         listed = [option for option in expected.arguments[name] if option != ""]
-        if not _has_type(value, kind) and not any(type(value) is type(option) for option in listed):
+        if not _has_type(value, kind) and not (listed and type(value) is type(listed[0])):
             return Verdict(correct=False, reason=f"{call.tool}: {name}={value!r} is not of type {kind}")
         if not any(_equal(value, acceptable) for acceptable in expected.arguments[name]):
             return Verdict(correct=False, reason=f"{call.tool}: {name}={value!r} is not an acceptable value")

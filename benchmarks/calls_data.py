@@ -130,8 +130,9 @@ def load_cases(paths: Sequence[Path], *, limit: int | None = None) -> list[Calls
     """
     cases: list[CallsCase] = []
     for path in paths:
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        for number, line in enumerate(lines[:limit] if limit is not None else lines, start=1):
+        lines = [(number, line) for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)]
+        records = [(number, line) for number, line in lines if line.strip()]
+        for number, line in records[:limit] if limit is not None else records:
             try:
                 record = _Record.model_validate(json.loads(line))
             except (ValueError, ValidationError) as error:

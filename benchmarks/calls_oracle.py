@@ -3,8 +3,8 @@
 Both answer in whatever form the request asks for, as a real model would: a JSON plan when the request
 carries the plan's JSON schema, a native tool-call reply when it offers `tools`, and LLMCompiler's numbered
 plan otherwise. The oracle writes, for every expected call, the first acceptable value of each argument
-the function's schema has, other than `""` and `null` (BFCL's marks of an argument that may be absent), and
-leaves out the argument where no other value is listed. Optional arguments are written because they may be
+the function's schema has, other than `""` (BFCL's mark of an argument that may be absent) and `null`, and
+leaves out an optional argument where no other value is listed. Optional arguments are written because they may be
 what tells two calls apart (`stock_price(..., data_type="Open")` and `data_type="Close"`); an argument the
 schema does not have is written only where the expected call requires it.
 """
@@ -35,7 +35,7 @@ def create_oracle_calls(case: CallsCase) -> list[Call]:
     for want in case.expected:
         known = case.functions.get(want.tool, {}).get("properties", {})
         arguments = {
-            name: [value for value in acceptable if value is not None]
+            name: [value for value in acceptable if value is not None or "" not in acceptable]
             for name, acceptable in want.arguments.items()
             if name in known or "" not in acceptable
         }

@@ -11,13 +11,15 @@ __all__ = ["create_calls_table", "summarize_calls"]
 
 
 def summarize_calls(items: Sequence[Mapping[str, Any]], styles: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Per style: cases, correct, accuracy, accuracy by BFCL category, token totals and means, wall time."""
+    """Per style: cases, correct, accuracy (also over the records whose ground truth fits its schema), accuracy
+    by BFCL category, token totals and means, wall time."""
     summary: dict[str, dict[str, Any]] = {}
     categories = sorted({item["category"] for item in items})
     for style in styles:
         rows = [item["styles"][style] for item in items]
         count = len(rows)
         correct = sum(row["correct"] for row in rows)
+        fitting = [item["styles"][style]["correct"] for item in items if "ground_truth_outside_schema" not in item]
         by_category = {}
         for category in categories:
             scored = [item["styles"][style]["correct"] for item in items if item["category"] == category]
@@ -29,6 +31,7 @@ def summarize_calls(items: Sequence[Mapping[str, Any]], styles: Sequence[str]) -
             "cases": count,
             "correct": correct,
             "accuracy": round(correct / count, 4) if count else 0.0,
+            "accuracy_in_schema": round(sum(fitting) / len(fitting), 4) if fitting else 0.0,
             "by_category": by_category,
             "prompt_tokens": prompt,
             "completion_tokens": completion,
