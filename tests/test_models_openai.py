@@ -399,6 +399,33 @@ async def test_a_stream_that_breaks_off_after_a_chunk_is_not_retried() -> None:
     assert len(recorder.bodies) == 1
 
 
+PARSE_FAILURE = {
+    "error": {"code": 500, "message": "The model produced output that does not match the expected peg-native format"}
+}
+
+
+async def test_a_stream_the_server_ends_by_failing_its_own_output_parse_keeps_the_text_as_cut_off() -> None:
+    # llama.cpp's jinja chat parser can give up on the model's output midway and end the stream with an error.
+    cut = '{"nodes": ['
+    text = f"data: {json.dumps(chunk(cut))}\n\ndata: {json.dumps(PARSE_FAILURE)}\n\n"
+    reply = httpx2.Response(200, text=text, headers={"content-type": "text/event-stream"})
+    async with mock_model(lambda _: reply) as (model, recorder):
+        parts = [part async for part in model.stream(ask(json_schema={"type": "object"}))]
+    assert parts[0] == cut
+    final = parts[-1]
+    assert isinstance(final, ModelResponse)
+    assert (final.text, final.completions[0].finish_reason) == (cut, "error")
+    assert len(recorder.bodies) == 1
+
+
+async def test_a_parse_failure_before_any_text_is_an_error() -> None:
+    text = f"data: {json.dumps(PARSE_FAILURE)}\n\n"
+    reply = httpx2.Response(200, text=text, headers={"content-type": "text/event-stream"})
+    async with mock_model(lambda _: reply, max_retries=0) as (model, _):
+        with pytest.raises(ModelError, match="peg-native format"):
+            _ = [part async for part in model.stream(ask())]
+
+
 async def test_a_stream_that_opens_and_then_stalls_is_not_retried() -> None:
     async def silent() -> AsyncIterator[bytes]:
         await anyio.sleep_forever()

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import httpx2
 import openai
 from openai.types.chat import (
     ChatCompletionAssistantMessageParam,
@@ -31,12 +32,14 @@ __all__ = [
     "WireCompletion",
     "WireError",
     "WireUsage",
+    "is_output_parse_failure",
     "map_finish_reason",
     "map_tool_names",
     "parse_completion",
     "response_format",
     "status_error",
     "to_message_param",
+    "to_model_error",
     "to_tool_calls",
     "tool_params",
 ]
@@ -133,6 +136,15 @@ def parse_completion(body: str) -> WireCompletion:
             f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}" for item in error.errors()[:3]
         )
         raise WireError(f"the reply is not a chat completion ({problems})") from error
+
+
+def is_output_parse_failure(error: BaseException) -> bool:
+    """Whether llama.cpp's server gave up on its own parse of the model's output (its jinja chat parser).
+
+    The server then ends the stream with an error although the text streamed so far is the model's own
+    (llama.cpp issues #20708, #27733): the reply is cut off, not lost.
+    """
+    return isinstance(error, openai.APIError) and "does not match the expected" in str(error)
 
 
 def map_finish_reason(reason: str | None) -> FinishReason:
@@ -260,3 +272,31 @@ def to_tool_calls(message: WireMessage, tools: Sequence[ToolSpec]) -> tuple[Tool
         name = original.get(call.function.name, call.function.name)
         calls.append(ToolCall(name=name, arguments=arguments, id=call.id))
     return tuple(calls)
+
+
+def to_model_error(error: BaseException, *, server: str, model: str, timeout_s: float) -> ModelError:
+    """Any failure of a call to the server as one `ModelError` that says what to do.
+
+    Timeouts, connection errors, HTTP 429 and 5xx are retryable.
+    """
+    if isinstance(error, ModelError):
+        return error
+    if isinstance(error, TimeoutError | openai.APITimeoutError | httpx2.TimeoutException):
+        return ModelError(
+            f"no reply within {timeout_s:g}s; the server may be overloaded or the model too slow: "
+            f"raise model.timeout_s or lower max_tokens",
+            source=server,
+            retryable=True,
+        )
+    if isinstance(error, openai.APIConnectionError | httpx2.TransportError):
+        cause = error.__cause__ or error
+        return ModelError(
+            f"cannot connect ({type(cause).__name__}: {cause}); is the server running? check model.base_url",
+            source=server,
+            retryable=True,
+        )
+    if isinstance(error, openai.APIStatusError):
+        return status_error(error, source=server, model=model)
+    if isinstance(error, openai.APIError | ValueError):
+        return ModelError(f"returned a malformed reply ({error})", source=server)
+    return ModelError(f"failed unexpectedly ({type(error).__name__}: {error})", source=server)

@@ -30,11 +30,12 @@ from agentdag.messages import Completion, ModelRequest, ModelResponse, Usage
 from agentdag.models._wire import (
     WireCompletion,
     WireError,
+    is_output_parse_failure,
     map_finish_reason,
     parse_completion,
     response_format,
-    status_error,
     to_message_param,
+    to_model_error,
     to_tool_calls,
     tool_params,
 )
@@ -157,6 +158,8 @@ class OpenAIModel(Model):
 
         One sample, no logprobs. A JSON schema constrains the stream too; the final text is checked against it.
         With `settings.tools` nothing is streamed: one `request()`, its text as one chunk, then its tool calls.
+        When llama.cpp's server fails its own parse of the output midway, the text so far ends the stream
+        with finish reason "error".
 
         Raises:
             ModelError: as for `request`, or when `n > 1` or `logprobs` were asked of a stream.
@@ -184,7 +187,10 @@ class OpenAIModel(Model):
                 except StopAsyncIteration:
                     break
                 except Exception as error:
-                    raise self._broken_stream_error(error, received="".join(parts)) from error
+                    if not (parts and is_output_parse_failure(error)):
+                        raise self._broken_stream_error(error, received="".join(parts)) from error
+                    finish_reason = "content_filter"  # ended by the server: the caller reads a cut-off reply
+                    break
                 if chunk.usage is not None:
                     usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                 for choice in chunk.choices or ():
@@ -376,24 +382,4 @@ class OpenAIModel(Model):
         )
 
     def _to_model_error(self, error: BaseException) -> ModelError:
-        if isinstance(error, ModelError):
-            return error
-        if isinstance(error, TimeoutError | openai.APITimeoutError | httpx2.TimeoutException):
-            return ModelError(
-                f"no reply within {self.timeout_s:g}s; the server may be overloaded or the model too slow: "
-                f"raise model.timeout_s or lower max_tokens",
-                source=self.server,
-                retryable=True,
-            )
-        if isinstance(error, openai.APIConnectionError | httpx2.TransportError):
-            cause = error.__cause__ or error
-            return ModelError(
-                f"cannot connect ({type(cause).__name__}: {cause}); is the server running? check model.base_url",
-                source=self.server,
-                retryable=True,
-            )
-        if isinstance(error, openai.APIStatusError):
-            return status_error(error, source=self.server, model=self.name)
-        if isinstance(error, openai.APIError | ValueError):
-            return ModelError(f"returned a malformed reply ({error})", source=self.server)
-        return ModelError(f"failed unexpectedly ({type(error).__name__}: {error})", source=self.server)
+        return to_model_error(error, server=self.server, model=self.name, timeout_s=self.timeout_s)
