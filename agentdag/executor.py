@@ -100,7 +100,7 @@ class Executor:
             raise PlanError(list(problems))
         async with self.open() as execution:
             for node in listed:
-                execution.add(node, check=False)
+                execution.submit(node, check=False)
         return execution.result()
 
 
@@ -142,17 +142,26 @@ class Execution:
         return time.perf_counter() - self.opened
 
     def add(self, node: Node, *, check: bool = True) -> NodeRecord:
+        """Add a node, as `submit` does, and return its record right after it was added.
+
+        Raises:
+            PlanError: the node is invalid, its id is taken, or it names a node not added yet.
+            AgentdagError: the execution no longer accepts nodes.
+        """
+        self.submit(node, check=check)
+        return self._slots[node.id].record()
+
+    def submit(self, node: Node, *, check: bool = True) -> None:
         """Add a node; it starts at once if its dependencies have all finished.
 
-        A node whose dependency already failed is recorded as skipped straight away.
+        A node whose dependency already failed is recorded as skipped straight away. It returns nothing, so
+        placing a node makes no record snapshot (the planner and fixed plans submit every node); `add` is
+        `submit` with the record returned.
 
         Args:
             node: the node; every node it depends on must have been added before.
             check: validate the node (tool, arguments, references) first; pass False for nodes that
                 were validated already.
-
-        Returns:
-            The node's record right after it was added.
 
         Raises:
             PlanError: the node is invalid, its id is taken, or it names a node not added yet.
@@ -183,7 +192,6 @@ class Execution:
             self._skip(slot, failed_dependency)
         elif slot.waiting == 0:
             self._task_group.start_soon(self._run_node, slot)
-        return slot.record()
 
     def restore(
         self,

@@ -83,7 +83,7 @@ class NodeSaver:
             # would give it other inputs.
             upstream = dependencies_of(node, saved.nodes)
             if item is None or not item.kept or item.node != node or not upstream <= restored:
-                execution.add(node, check=nodes is None)  # a fixed plan was validated as a whole
+                execution.submit(node, check=nodes is None)  # a fixed plan was validated as a whole
                 continue
             restored.add(node.id)
             execution.restore(

@@ -95,7 +95,7 @@ async def _run(nodes: Sequence[Node], backend: Backend) -> _Timing:
         raise RuntimeError(f"benchmark DAG is invalid: {problems[0]}")
     async with Executor(tools, backend=backend).open() as execution:
         for node in nodes:
-            execution.add(node, check=False)
+            execution.submit(node, check=False)
     finished = time.perf_counter()
     if not execution.result().succeeded:
         failed = execution.result().with_status("failed")

@@ -60,7 +60,7 @@ class Target(Protocol):
         """The nodes placed so far, by id."""
         ...
 
-    def add(self, node: Node, *, check: bool = True) -> object:
+    def submit(self, node: Node, *, check: bool = True) -> None:
         """Place a node that was checked already."""
         ...
 
@@ -77,11 +77,10 @@ class Draft:
     def __init__(self) -> None:
         self.records: dict[int, _Drafted] = {}
 
-    def add(self, node: Node, *, check: bool = True) -> object:
+    def submit(self, node: Node, *, check: bool = True) -> None:
         """Keep the node."""
         del check
         self.records[node.id] = _Drafted(node)
-        return self.records[node.id]
 
     @property
     def nodes(self) -> list[Node]:
@@ -185,7 +184,7 @@ class Dispatcher:
         if problems:
             return problems
         call = call_text(node, self.target.records)
-        self.target.add(node, check=False)
+        self.target.submit(node, check=False)
         self._known[node.id] = _Known(call=call, effects=effects, round=round_index)
         return []
 
