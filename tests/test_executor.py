@@ -386,6 +386,18 @@ async def test_a_node_added_after_its_dependency_failed_is_skipped_at_once(backe
 
 
 @pytest.mark.asyncio
+async def test_submit_places_and_checks_nodes_as_add_does(backend: Backend, tmp_path: Path) -> None:
+    async with Executor(ToolRegistry(make_tools(tmp_path)), backend=backend).open() as execution:
+        execution.submit(node(1, "echo", value="A"))
+        execution.submit(node(2, "echo", value="$1"))
+        with pytest.raises(PlanError, match="already"):
+            execution.submit(node(1, "echo", value=1))
+        await execution.wait()
+    assert [execution.records[i].status for i in (1, 2)] == ["done", "done"]
+    assert execution.records[2].output == "A"
+
+
+@pytest.mark.asyncio
 async def test_add_rejects_invalid_nodes_with_plan_errors(backend: Backend, tmp_path: Path) -> None:
     async with Executor(ToolRegistry(make_tools(tmp_path)), backend=backend).open() as execution:
         execution.add(node(1, "echo", value=1))
