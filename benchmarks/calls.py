@@ -15,8 +15,9 @@ is the plan the agent would start running, under BFCL's AST rules (`calls_check`
 Cases and styles run one after another on the same model, so wall times compare; the styles' order rotates
 from case to case. The planned styles read each function as the planner shows tools (its name, its
 arguments with their types, the first line of its description; the json style's grammar also holds enums
-and nested keys), while `native` hands the server the whole schema. `oracle` writes the
-expected calls (100% by construction: a check of the harness) and `noop` writes none (0%).
+and nested keys), while `native` hands the server the whole schema. `oracle` writes the expected calls
+(a check of the harness: 100% on every record whose ground truth fits its own schema, which the planner
+enforces; see `ground_truth_outside_schema`) and `noop` writes none (0%).
 """
 
 from __future__ import annotations
