@@ -33,6 +33,7 @@ class Message:
 
 
 ToolChoice = Literal["auto", "required", "none"]
+"""Whether the model may call tools ("auto"), must call one ("required"), or may not ("none")."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,7 +163,8 @@ class Completion:
     """One sampled reply.
 
     Attributes:
-        finish_reason: "length" means the reply was cut at `max_tokens` and may be truncated.
+        finish_reason: "length" means the reply was cut at `max_tokens` and may be truncated; "error" that the
+            server ended it (a filtered reply, or one whose output the server failed to parse midway).
         logprobs: per-token log-probabilities, when the request asked for them.
         tool_calls: the function calls the model asked for, when the request offered `settings.tools`.
     """

@@ -418,6 +418,15 @@ async def test_a_stream_the_server_ends_by_failing_its_own_output_parse_keeps_th
     assert len(recorder.bodies) == 1
 
 
+async def test_a_request_the_server_fails_to_parse_is_not_retried() -> None:
+    reply = httpx2.Response(500, json=PARSE_FAILURE)
+    async with mock_model(lambda _: reply, max_retries=2) as (model, recorder):
+        with pytest.raises(ModelError, match="could not parse the model's own output") as caught:
+            await model.request(ask())
+    assert not caught.value.retryable
+    assert len(recorder.bodies) == 1
+
+
 async def test_a_parse_failure_before_any_text_is_an_error() -> None:
     text = f"data: {json.dumps(PARSE_FAILURE)}\n\n"
     reply = httpx2.Response(200, text=text, headers={"content-type": "text/event-stream"})

@@ -407,6 +407,25 @@ async def test_a_truncated_plan_keeps_its_complete_nodes_without_a_repair() -> N
 
 
 @pytest.mark.asyncio
+async def test_an_llmcompiler_plan_the_server_ended_early_counts_as_cut_off() -> None:
+    # The text has only complete lines, so the parser alone would take it for the whole plan.
+    from agentdag.messages import Completion, ModelResponse, Usage
+
+    def reply(request: ModelRequest) -> ModelResponse | str:
+        if role(request) == "joiner":
+            return finish("ok")
+        text = '1. search("kept")\n'
+        return ModelResponse(
+            completions=(Completion(text=text, finish_reason="error"),), usage=Usage(calls=1), model="m"
+        )
+
+    agent = Agent(tools=[search], model=FunctionModel(reply), planner=PlannerConfig(style="llmcompiler"))
+    result = await agent.run("x")
+    assert LOOKUPS == ["kept"]
+    assert any("the server ended the plan's reply before it was finished" in note for note in result.notes)
+
+
+@pytest.mark.asyncio
 async def test_mid_run_refinement_cancels_pending_nodes_and_adds_new_ones_without_waiting() -> None:
     never = anyio.Event()
 

@@ -44,6 +44,7 @@ __all__ = [
     "tool_params",
 ]
 
+_PARSE_FAILURE = "The model produced output that does not match the expected"
 _CONTEXT_MARKERS = ("exceed_context_size", "context_length_exceeded", "context length", "context size")
 _WIRE_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _NOT_WIRE_CHARACTER = re.compile(r"[^a-zA-Z0-9_-]")
@@ -144,7 +145,7 @@ def is_output_parse_failure(error: BaseException) -> bool:
     The server then ends the stream with an error although the text streamed so far is the model's own
     (llama.cpp issues #20708, #27733): the reply is cut off, not lost.
     """
-    return isinstance(error, openai.APIError) and "does not match the expected" in str(error)
+    return isinstance(error, openai.APIError) and _PARSE_FAILURE in str(error)
 
 
 def map_finish_reason(reason: str | None) -> FinishReason:
@@ -295,6 +296,9 @@ def to_model_error(error: BaseException, *, server: str, model: str, timeout_s: 
             source=server,
             retryable=True,
         )
+    if isinstance(error, openai.APIStatusError) and is_output_parse_failure(error):
+        # A retry at the same settings would most likely fail the same way: the server's parser, not the load.
+        return ModelError(f"could not parse the model's own output: {error.message}", source=server)
     if isinstance(error, openai.APIStatusError):
         return status_error(error, source=server, model=model)
     if isinstance(error, openai.APIError | ValueError):

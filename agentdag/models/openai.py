@@ -178,6 +178,7 @@ class OpenAIModel(Model):
         parts: list[str] = []
         finish_reason: str | None = None
         usage: tuple[int, int] | None = None
+        server_ended = False
         async with chunks:
             iterator = chunks.__aiter__()
             while True:
@@ -189,7 +190,7 @@ class OpenAIModel(Model):
                 except Exception as error:
                     if not (parts and is_output_parse_failure(error)):
                         raise self._broken_stream_error(error, received="".join(parts)) from error
-                    finish_reason = "content_filter"  # ended by the server: the caller reads a cut-off reply
+                    server_ended = True  # the caller reads the text so far as a cut-off reply
                     break
                 if chunk.usage is not None:
                     usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
@@ -199,7 +200,9 @@ class OpenAIModel(Model):
                     if text:
                         parts.append(text)
                         yield text
-        completion = Completion(text="".join(parts), finish_reason=map_finish_reason(finish_reason))
+        completion = Completion(
+            text="".join(parts), finish_reason="error" if server_ended else map_finish_reason(finish_reason)
+        )
         # A stream that ended without a finish reason may have been cut off: the caller's parser judges it.
         if settings.json_schema is not None and finish_reason is not None and completion.finish_reason == "stop":
             self._check_schema(completion.text, settings.json_schema)

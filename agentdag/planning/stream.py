@@ -57,8 +57,10 @@ async def stream_reply(
         for node in parser.finish():
             reply.offer(node)
     reply.close()
-    length = response is not None and response.completions[0].finish_reason == "length"
-    return text, "the plan was cut off at the token limit" if length or parser.truncated else None
+    finish = response.completions[0].finish_reason if response is not None else None
+    if finish == "error":  # the server ended the reply (filtered, or its own output parse failed)
+        return text, "the server ended the plan's reply before it was finished"
+    return text, "the plan was cut off at the token limit" if finish == "length" or parser.truncated else None
 
 
 async def ask(
