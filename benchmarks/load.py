@@ -42,7 +42,7 @@ from agentdag.models import ModelConfig, open_model
 from agentdag.models.base import Model, WrapperModel
 from agentdag.schemas import JOINER_SCHEMA
 
-from .resources import Resources, settle, snapshot_resources
+from .resources import Resources, settle, snapshot_resources, wait_for_exits
 
 __all__ = ["create_load_table", "run_load_bench"]
 
@@ -301,7 +301,7 @@ async def run_load_bench(
             )
             tasks = [_local_task(index) for index in range(runs)]
             outcomes, wall_s = await _drive(agent, tasks, deadline_s=deadline_s, check=None)
-    resources.update(before=before, after=snapshot_resources())
+    resources.update(before=before, after=await wait_for_exits(before))
     if settle_s > 0:
         resources["after_settle"] = await settle(settle_s)
     return _report(model=model, outcomes=outcomes, wall_s=wall_s, deadline_s=deadline_s, resources=resources)

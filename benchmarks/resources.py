@@ -14,11 +14,13 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-__all__ = ["Resources", "child_pids", "settle", "snapshot_resources"]
+__all__ = ["Resources", "child_pids", "settle", "snapshot_resources", "wait_for_exits"]
 
 _ANYIO_WORKER = "AnyIO worker thread"
 _EXECUTOR_THREAD = "asyncio_"  # asyncio's default executor (getaddrinfo runs there)
 _SETTLE_EXIT_S = 0.5
+_EXIT_WAIT_S = 2.0
+_EXIT_POLL_S = 0.1
 
 
 def child_pids() -> set[int]:
@@ -89,6 +91,20 @@ async def settle(settle_s: float) -> Resources:
     await anyio.to_thread.run_sync(_nothing)  # anyio retires idle workers only when it hands out a thread
     await anyio.sleep(_SETTLE_EXIT_S)  # retired workers exit on their own, soon after
     return snapshot_resources()
+
+
+async def wait_for_exits(baseline: Resources) -> Resources:
+    """Count again until no more non-pool threads run than at `baseline`, for at most two seconds.
+
+    A model server that has just stopped has told its native threads to end; they exit on their own, a
+    moment later. Threads still there after the wait count as left behind.
+    """
+    now = snapshot_resources()
+    with anyio.move_on_after(_EXIT_WAIT_S):
+        while now.threads_besides_pools > baseline.threads_besides_pools:
+            await anyio.sleep(_EXIT_POLL_S)
+            now = snapshot_resources()
+    return now
 
 
 def _nothing() -> None:
