@@ -142,12 +142,7 @@ class Execution:
         return time.perf_counter() - self.opened
 
     def add(self, node: Node, *, check: bool = True) -> NodeRecord:
-        """Add a node, as `submit` does, and return its record right after it was added.
-
-        Raises:
-            PlanError: the node is invalid, its id is taken, or it names a node not added yet.
-            AgentdagError: the execution no longer accepts nodes.
-        """
+        """Add a node as `submit` does (and raise as it does); return its record right after it was added."""
         self.submit(node, check=check)
         return self._slots[node.id].record()
 
