@@ -109,14 +109,14 @@ def _string_references(text: str) -> Iterator[tuple[re.Match[str], Reference]]:
                 yield match, Reference(node_id, (), explicit=False)
 
 
-def find_references(value: object) -> list[Reference]:
-    """Every reference inside an argument value, depth first.
+def find_references(value: object) -> Iterator[Reference]:
+    """Yield every reference inside an argument value, depth first.
 
     Raises:
         InvalidReferenceError: a reference object is malformed, or the value is nested too deeply to search.
     """
     try:
-        return list(_find(value))  # a list, not a generator: it is on every node's path
+        yield from _find(value)
     except RecursionError:
         raise InvalidReferenceError("the value is nested too deeply to search for references") from None
 
