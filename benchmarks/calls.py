@@ -39,7 +39,7 @@ from agentdag.usage import RunMeter
 
 from .calls_check import check_calls
 from .calls_data import DEFAULT_DATASETS, CallsCase, create_tool_specs, create_tools, load_cases
-from .calls_oracle import create_control_model, find_schema_conflicts
+from .calls_oracle import create_control_model, find_schema_conflicts, python_arguments
 from .calls_view import create_calls_table, summarize_calls
 from .data_paths import resolve_dataset
 from .oracle import Call
@@ -161,7 +161,7 @@ async def score_style(case: CallsCase, style: Style, model: Model, *, timeout_s:
     return {
         "correct": error is None and unreadable is None and verdict.correct,
         "reason": error or unreadable or verdict.reason,
-        "calls": [f"{call.tool}({_arguments_text(call)})" for call in calls],
+        "calls": [f"{call.tool}({python_arguments(call.arguments)})" for call in calls],
         "wall_s": round(wall_s, 4),
         "model_calls": usage.calls,
         "prompt_tokens": usage.prompt_tokens,
@@ -206,7 +206,3 @@ async def _native_calls(case: CallsCase, model: Model, meter: RunMeter) -> tuple
             return calls, f"tool call {position} ({tool_call.name}): {error}"
         calls.append(Call(tool=tool_call.name, arguments=arguments))
     return calls, None
-
-
-def _arguments_text(call: Call) -> str:
-    return ", ".join(f"{name}={value!r}" for name, value in call.arguments.items())

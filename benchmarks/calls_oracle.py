@@ -17,14 +17,13 @@ from collections.abc import Mapping, Sequence
 import jsonschema
 from pydantic import JsonValue
 
-from agentdag.messages import Completion, ModelRequest, ModelResponse, ToolCall, Usage
+from agentdag.messages import Completion, ModelRequest, ToolCall
 from agentdag.models import FunctionModel, Model
-from agentdag.tokens import estimate_prompt_tokens, estimate_tokens
 
 from .calls_data import CallsCase
 from .oracle import Call
 
-__all__ = ["create_control_model", "create_oracle_calls", "find_schema_conflicts"]
+__all__ = ["create_control_model", "create_oracle_calls", "find_schema_conflicts", "python_arguments"]
 
 _NO_CALL = "No function needs to be called."
 
@@ -62,37 +61,32 @@ def create_control_model(kind: str, case: CallsCase) -> Model:
     """The scripted model of one case: `oracle` makes the expected calls, `noop` makes none."""
     calls = create_oracle_calls(case) if kind == "oracle" else []
 
-    def reply(request: ModelRequest) -> str | ModelResponse:
+    thought = "Each call is independent." if calls else _NO_CALL
+
+    def reply(request: ModelRequest) -> str | Completion:
         settings = request.settings
         if settings.tools:
-            return _tool_call_reply(request, calls)
+            return _tool_call_completion(calls)
         if settings.json_schema is not None:
             nodes = [
                 {"id": index, "tool": call.tool, "arguments": dict(call.arguments), "depends_on": []}
                 for index, call in enumerate(calls, start=1)
             ]
-            return json.dumps({"thought": "Each call is independent." if calls else _NO_CALL, "nodes": nodes})
-        lines = [f"{index}. {call.tool}({_python_arguments(call.arguments)})" for index, call in enumerate(calls, 1)]
+            return json.dumps({"thought": thought, "nodes": nodes})
+        lines = [f"{index}. {call.tool}({python_arguments(call.arguments)})" for index, call in enumerate(calls, 1)]
         lines.append(f"{len(calls) + 1}. join()<END_OF_PLAN>")
-        return "\n".join([f"Thought: {'Each call is independent.' if calls else _NO_CALL}", *lines])
+        return "\n".join([f"Thought: {thought}", *lines])
 
     return FunctionModel(reply, name=kind)
 
 
-def _tool_call_reply(request: ModelRequest, calls: Sequence[Call]) -> ModelResponse:
+def _tool_call_completion(calls: Sequence[Call]) -> Completion:
+    """A native reply making `calls`; `FunctionModel` estimates its tokens, tool specs and calls included."""
     tool_calls = tuple(
         ToolCall(name=call.tool, arguments=json.dumps(dict(call.arguments)), id=f"call_{index}")
         for index, call in enumerate(calls, start=1)
     )
-    text = "" if calls else _NO_CALL
-    completion_tokens = estimate_tokens(text + "".join(call.name + call.arguments for call in tool_calls))
-    return ModelResponse(
-        completions=(Completion(text=text, tool_calls=tool_calls),),
-        usage=Usage(
-            calls=1, prompt_tokens=estimate_prompt_tokens(request.messages), completion_tokens=completion_tokens
-        ),
-        model="oracle",
-    )
+    return Completion(text="" if calls else _NO_CALL, tool_calls=tool_calls)
 
 
 def _first_values(arguments: Mapping[str, Sequence[JsonValue]]) -> dict[str, JsonValue]:
@@ -113,6 +107,6 @@ def _first_nested(value: JsonValue) -> JsonValue:
     return _first_values({key: options for key, options in needed.items() if "" not in options})
 
 
-def _python_arguments(arguments: Mapping[str, JsonValue]) -> str:
+def python_arguments(arguments: Mapping[str, JsonValue]) -> str:
     """Keyword arguments as Python literals, which LLMCompiler's plan format reads."""
     return ", ".join(f"{name}={value!r}" for name, value in arguments.items())
