@@ -208,7 +208,6 @@ async def test_planned_and_native_styles_run_on_the_embedded_model() -> None:
         assert figures["completion_tokens"] > 0, style
 
 
-
 @pytest.mark.anyio
 async def test_the_oracle_plans_every_bfcl_record_whose_ground_truth_fits_its_schema() -> None:
     try:

@@ -309,7 +309,11 @@ async def test_the_lower_bound_never_exceeds_the_measured_wall_time(agent: str) 
     slices = (("fanoutqa_dev.jsonl", 2), ("hotpotqa_distractor.jsonl", 2), ("llmcompiler_parallelqa.jsonl", 1))
     for name, limit in slices:
         report = await run_search_bench(
-            dataset=search_data(name), agent=agent, limit=limit, latency_ms=10, timing=timing  # type: ignore[arg-type]
+            dataset=search_data(name),
+            agent=agent,
+            limit=limit,
+            latency_ms=10,
+            timing=timing,  # type: ignore[arg-type]
         )
         for item in report["items"]:
             assert 0 < item["lower_bound_s"] <= item["wall_s"], item

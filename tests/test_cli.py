@@ -130,13 +130,15 @@ def test_bench_executor_prints_the_figures(capsys: pytest.CaptureFixture[str]) -
     assert figures["ratio"] == pytest.approx(figures["wall_s"] / figures["critical_path_s"], rel=0.01)
     assert figures["ratio"] >= 1.0  # nothing can beat its critical path
 
+
 def test_bench_server_runs_the_server_bench_with_its_options(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The wiring only: the real bench starts the embedded server, which tests marked `embedded` cover."""
     import agentdag.benchmarks.server as server_bench
 
-    assert {"max_tokens", "concurrency"} <= inspect.signature(server_bench.run_server_bench).parameters.keys()
+    expected = {"max_tokens", "concurrency", "threads", "contended"}
+    assert expected <= inspect.signature(server_bench.run_server_bench).parameters.keys()
     received: list[dict[str, object]] = []
 
     async def run_server_bench(**options: object) -> dict[str, object]:
@@ -145,12 +147,15 @@ def test_bench_server_runs_the_server_bench_with_its_options(
 
     monkeypatch.setattr(server_bench, "run_server_bench", run_server_bench)
     assert main(["bench", "server", "--json", "--max-tokens", "16", "--concurrency", "2"]) == 0
-    assert received == [{"max_tokens": 16, "concurrency": 2}]
-    assert json.loads(capsys.readouterr().out) == {"bench": "server"}
+    assert main(["bench", "server", "--json", "--threads", "3", "--no-contended"]) == 0
+    assert received == [
+        {"max_tokens": 16, "concurrency": 2, "threads": None, "contended": True},
+        {"max_tokens": 128, "concurrency": 4, "threads": 3, "contended": False},
+    ]
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == [{"bench": "server"}] * 2
     with pytest.raises(SystemExit) as caught:
         main(["bench", "backend"])  # "backend" names where nodes run, not the model server
     assert caught.value.code == 2
-
 
 
 def test_the_mcp_example_runs_its_server_as_a_subprocess(capsys: pytest.CaptureFixture[str]) -> None:

@@ -99,6 +99,4 @@ def test_imports_point_down_the_layers(path: Path) -> None:
             assert mine == len(LAYERS) - 1, f"{module} imports the top package; import from the module itself"
             continue
         theirs = layer_of(imported)
-        assert theirs <= mine, (
-            f"{module} ({LAYERS[mine][0]}) imports {imported} ({LAYERS[theirs][0]}), a higher layer"
-        )
+        assert theirs <= mine, f"{module} ({LAYERS[mine][0]}) imports {imported} ({LAYERS[theirs][0]}), a higher layer"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
 from agentdag.errors import ModelError
-from agentdag.models import ModelConfig, OpenAIModel, open_model
+from agentdag.models import EmbeddedServer, ModelConfig, OpenAIModel, open_model
+from agentdag.models.embedded import default_threads
 
 pytestmark = pytest.mark.anyio
 
@@ -22,6 +25,16 @@ def test_defaults_to_the_embedded_server() -> None:
     assert config.provider == "embedded"
     assert (config.slots, config.ctx_per_slot, config.threads) == (4, 4096, None)
     assert config.effective_provider() == "embedded"
+
+
+@pytest.mark.parametrize(("usable", "threads"), [({0}, 1), ({0, 1}, 1), ({0, 1, 2}, 1), (set(range(8)), 4)])
+def test_the_embedded_server_defaults_to_half_the_cores_the_process_may_use(
+    monkeypatch: pytest.MonkeyPatch, usable: set[int], threads: int
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: usable, raising=False)
+    assert default_threads() == threads
+    assert EmbeddedServer().threads == threads
+    assert EmbeddedServer(threads=3).threads == 3
 
 
 def test_base_url_implies_openai() -> None:

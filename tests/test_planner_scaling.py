@@ -43,14 +43,6 @@ def calculate(expression: str) -> float:
     return evaluate(expression)
 
 
-
-
-
-
-
-
-
-
 class Samples:
     """Planner samples in the order they are asked for; the joiner always finishes."""
 

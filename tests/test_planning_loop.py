@@ -85,16 +85,6 @@ def put_flag(name: str) -> str:
 TOOLS = [read_value, write_value, append, put_flag]
 
 
-
-
-
-
-
-
-
-
-
-
 class Script:
     """Planner replies for planner calls and joiner replies for joiner calls, each in order."""
 
@@ -442,9 +432,7 @@ def buggy_median_workspace(tmp_path: Path) -> McpServerConfig:
 async def test_a_dag_agent_patches_and_sees_its_tests_pass_in_the_same_round(tmp_path: Path) -> None:
     server = buggy_median_workspace(tmp_path)
     script = Script(
-        [
-            plan(node(1, "run_tests"), node(2, "patch_file", (1,), **PATCH), node(3, "run_tests", (2,)))
-        ],
+        [plan(node(1, "run_tests"), node(2, "patch_file", (1,), **PATCH), node(3, "run_tests", (2,)))],
         [finish("fixed")],
     )
     async with McpToolset(server) as toolset:

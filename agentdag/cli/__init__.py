@@ -108,7 +108,7 @@ def create_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the embedded model so that several runs share it")
     serve.add_argument("--slots", type=int, default=4, help="requests decoded in parallel (default 4)")
     serve.add_argument("--ctx-per-slot", type=int, default=4096, help="context window of each slot")
-    serve.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    serve.add_argument("--threads", type=positive, default=None, help="CPU threads (default: half the cores)")
     serve.set_defaults(command=serve_command)
 
     data = commands.add_parser("data", help="benchmark data sets: fetch them from their official sources")
@@ -155,13 +155,18 @@ def create_parser() -> argparse.ArgumentParser:
             "durability", "run_durability_bench", ("nodes", "sleep_ms", "runs"), figures_table("durability")
         )
     )
-    server = benches.add_parser("server", help="embedded server: tokens/s for 1 and for 4 concurrent requests")
+    server = benches.add_parser(
+        "server", help="embedded server: tokens/s for 1 and for 4 concurrent requests, idle and with a core busy"
+    )
     server.add_argument("--json", action="store_true", help="print one JSON object")
     server.add_argument("--max-tokens", type=positive, default=128, help="completion tokens per request")
     server.add_argument("--concurrency", type=positive, default=4, help="concurrent requests")
-    server.set_defaults(
-        command=bench_command("server", "run_server_bench", ("max_tokens", "concurrency"), figures_table("server"))
+    server.add_argument("--threads", type=positive, default=None, help="CPU threads (default: the server's)")
+    server.add_argument(
+        "--no-contended", action="store_false", dest="contended", help="skip the phases with one core busy"
     )
+    server_options = ("max_tokens", "concurrency", "threads", "contended")
+    server.set_defaults(command=bench_command("server", "run_server_bench", server_options, figures_table("server")))
     search = benches.add_parser("search", help="multi-hop search: the DAG agent against the sequential ReAct agent")
     search.add_argument("--dataset", default=None, help="a JSONL file, or a search data set's name (see data fetch)")
     search.add_argument("--data", type=Path, default=None, dest="data_dir", metavar="DIR", help=_DATA_HELP)

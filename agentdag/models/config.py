@@ -47,7 +47,9 @@ class ModelConfig(BaseModel):
     max_retries: int = Field(default=2, ge=0, description="Retries of transient failures (connect, 429, 5xx).")
     slots: int = Field(default=4, ge=1, description="Embedded: requests decoded in parallel.")
     ctx_per_slot: int = Field(default=4096, ge=256, description="Embedded: context window of each slot.")
-    threads: int | None = Field(default=None, ge=1, description="Embedded: CPU threads (default: all cores).")
+    threads: int | None = Field(
+        default=None, ge=1, description="Embedded: CPU threads (default: half the usable cores)."
+    )
     model_path: Path | None = Field(default=None, description="Embedded: a GGUF file instead of SmolLM2-135M.")
     reuse_server: bool = Field(default=True, description="Embedded: reuse a running `agentdag serve`.")
     verbose: bool = Field(default=False, description="Embedded: let llama.cpp log to stderr.")

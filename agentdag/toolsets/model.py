@@ -54,4 +54,3 @@ class ModelTool(Tool):
         if not self.model.counts_usage:
             report_usage(response.usage, "tools")
         return response.text.strip()
-
