@@ -29,6 +29,7 @@ from agentdag.plan import Node
 from agentdag.planning.prompts import describe_tools, first_dispatch, render_output
 from agentdag.records import NodeRecord
 from agentdag.result import RunResult, RunStatus
+from agentdag.schemas import inline_definitions
 from agentdag.toolsets.base import Tool
 from agentdag.toolsets.registry import ToolRegistry
 from agentdag.usage import RunMeter, metering, reporting_as
@@ -62,8 +63,9 @@ _STEP_ADAPTER: pydantic.TypeAdapter[_CallStep | _FinishStep] = pydantic.TypeAdap
 def create_step_schema(tools: Mapping[str, Tool]) -> dict[str, Any]:
     """The JSON schema of one ReAct reply: a call of one of `tools` (with its own argument schema) or the answer.
 
-    A tool whose argument schema uses `$defs` gets a plain object schema here, since its local references
-    would not resolve inside the combined schema; the executor still validates the arguments.
+    A tool's local `$defs` references are inlined, since they would not resolve inside the combined schema;
+    one that cannot be inlined (a recursive definition) gets a plain object schema, and the executor still
+    validates the arguments.
     """
     calls = [
         {
@@ -93,10 +95,7 @@ def create_step_schema(tools: Mapping[str, Tool]) -> dict[str, Any]:
 
 
 def _arguments_schema(item: Tool) -> dict[str, Any]:
-    schema = item.input_schema
-    if "$defs" in schema or "definitions" in schema:
-        return {"type": "object"}
-    return schema
+    return inline_definitions(item.input_schema) or {"type": "object"}
 
 
 class ReActAgent:

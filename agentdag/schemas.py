@@ -17,10 +17,12 @@ from agentdag.toolsets.base import Tool
 
 __all__ = [
     "JOINER_SCHEMA",
+    "REFERENCE_SCHEMA",
     "Decision",
     "Refinement",
     "create_plan_schema",
     "create_refine_schema",
+    "inline_definitions",
     "parse_decision",
     "parse_refinement",
 ]
@@ -51,15 +53,21 @@ class Decision:
     reason: str = ""
 
 
-_REFERENCE_ALTERNATIVES: list[dict[str, Any]] = [
-    {"type": "string", "pattern": "^\\$\\{?[0-9]+[^ ]*$"},
-    {
-        "type": "object",
-        "properties": {"$ref": {"type": "integer"}, "path": {"type": "string"}},
-        "required": ["$ref"],
-        "additionalProperties": False,
-    },
-]
+PATH_CHARS = 200
+"""A reference's field path is bounded too."""
+
+REFERENCE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"$ref": {"type": "integer"}, "path": {"type": "string", "maxLength": PATH_CHARS}},
+    "required": ["$ref"],
+    "additionalProperties": False,
+}
+"""A reference to an earlier node's output, as the grammar allows it in any argument.
+
+Written as an object with no string pattern: llama.cpp turns patterned strings into grammars that do not
+enforce them (it dropped the `$` of `^\\$\\{?[0-9]+[^ ]*$` and let `[^ ]*` run past the closing quote). A
+string argument may still hold `$N` text, which its own string type allows.
+"""
 
 
 def create_plan_schema(tools: Sequence[Tool], *, max_nodes: int = 16) -> dict[str, Any]:
@@ -134,11 +142,12 @@ def parse_refinement(text: str) -> Refinement | None:
 
 def _loosen(schema: dict[str, Any]) -> dict[str, Any]:
     """Let each top-level argument be a reference as well as a literal of its own type."""
-    if "$defs" in schema or schema.get("type") != "object":
+    inlined = inline_definitions(schema)
+    if inlined is None or inlined.get("type") != "object":
         return {"type": "object"}
     properties = {
-        name: {"anyOf": [_without_title(item), *_REFERENCE_ALTERNATIVES]}
-        for name, item in schema.get("properties", {}).items()
+        name: {"anyOf": [_without_title(item), REFERENCE_SCHEMA]}
+        for name, item in inlined.get("properties", {}).items()
     }
     loosened: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
     if schema.get("required"):
@@ -148,6 +157,60 @@ def _loosen(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _without_title(schema: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in schema.items() if key != "title"}
+
+
+_DEFINITIONS = ("$defs", "definitions")
+_MAX_INLINED_DEPTH = 32
+
+
+def inline_definitions(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """`schema` with its local references (`#/$defs/Name`, `#/definitions/Name`) replaced by what they name.
+
+    A tool's argument schema sits inside a larger schema (a plan, a ReAct step), where its own `#/$defs/...`
+    would point at the wrong root; inlined, the grammar constrains those arguments too. None when the schema
+    cannot be inlined: a recursive definition, a reference that is not local or names nothing, or nesting
+    deeper than 32 references. The caller then falls back to a plain object (the executor still validates).
+    """
+    definitions: dict[str, Any] = {}
+    for key in _DEFINITIONS:
+        found = schema.get(key)
+        if isinstance(found, dict):
+            definitions.update({f"#/{key}/{name}": value for name, value in found.items()})
+    try:
+        inlined = _inline(schema, definitions, ())
+    except _NotInlinable:
+        return None
+    return inlined if isinstance(inlined, dict) else None
+
+
+class _NotInlinable(Exception):
+    pass
+
+
+def _inline(value: object, definitions: dict[str, Any], seen: tuple[str, ...]) -> object:
+    if isinstance(value, list):
+        return [_inline(item, definitions, seen) for item in value]
+    if not isinstance(value, dict):
+        return value
+    reference = value.get("$ref")
+    if isinstance(reference, str):
+        if reference in seen or reference not in definitions or len(seen) >= _MAX_INLINED_DEPTH:
+            raise _NotInlinable(reference)
+        target = _inline(definitions[reference], definitions, (*seen, reference))
+        siblings = _inline({key: item for key, item in value.items() if key != "$ref"}, definitions, seen)
+        if isinstance(target, dict) and isinstance(siblings, dict) and target.keys().isdisjoint(siblings):
+            # e.g. a description beside the reference: both apply, as they would under allOf
+            return target | siblings
+        return {"allOf": [target, siblings]}
+    return {key: _inline_member(key, item, definitions, seen) for key, item in value.items() if key not in _DEFINITIONS}
+
+
+def _inline_member(key: str, item: object, definitions: dict[str, Any], seen: tuple[str, ...]) -> object:
+    if key == "properties" and isinstance(item, dict):  # property names are data, not schema keywords
+        return {name: _inline(schema, definitions, seen) for name, schema in item.items()}
+    if key in ("const", "enum", "default", "examples"):  # values, not schemas
+        return item
+    return _inline(item, definitions, seen)
 
 
 _ANSWER_FIELD = re.compile(r'"answer"\s*:\s*"((?:[^"\\]|\\.)*)"')
