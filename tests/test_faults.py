@@ -477,8 +477,9 @@ async def test_a_planner_that_never_produces_a_valid_plan_is_repaired_a_bounded_
     assert "replan 1 added no nodes; answered with the joiner's best answer" in result.notes
     repair = planner_calls[1].messages[-1].content
     assert "unknown tool 'no_such_tool'" in repair
-    # The joiner's best answer stands; the notes say that no plan was valid and no tool ran.
-    assert (result.status, result.answer) == ("done", "unknown")
+    # The joiner's best answer is kept, but no tool ran: the run failed to plan, and the notes say why.
+    assert (result.status, result.answer) == ("failed", "unknown")
+    assert result.error is not None and result.error.startswith("failed to plan: no node ran")
 
 
 @pytest.mark.asyncio
@@ -490,6 +491,6 @@ async def test_a_planner_that_never_produces_a_valid_plan_with_the_direct_fallba
 
     model = FunctionModel(reply)
     result = await run(Agent(tools=[lookup], model=model, planner=PlannerConfig(max_repairs=1, fallback="direct")))
-    assert (result.status, result.answer, result.records) == ("done", "Paris", {})
+    assert (result.status, result.answer, result.records) == ("failed", "Paris", {})  # unchecked by any tool
     assert len(model.requests) == 3  # a plan, one repair, the direct answer
     assert "no valid plan: answered directly without tools" in result.notes

@@ -186,10 +186,37 @@ async def test_direct_fallback_answers_without_tools_when_no_node_is_valid() -> 
 
     agent = Agent(tools=[search], model=FunctionModel(reply), planner=PlannerConfig(max_repairs=1, fallback="direct"))
     result = await agent.run("capital of France?")
-    assert result.status == "done"
+    # The answer is kept, but no tool checked it: a run in which no node ran is never done.
+    assert result.status == "failed"
+    assert result.error is not None and result.error.startswith("failed to plan: no node ran")
     assert result.answer == "Paris"
     assert result.records == {}
     assert any("answered directly" in note for note in result.notes)
+
+
+@pytest.mark.asyncio
+async def test_a_run_whose_plans_never_ran_a_node_fails_to_plan_even_when_the_joiner_answers() -> None:
+    # Every plan repeats itself into nothing runnable; the joiner still writes an answer (as SmolLM2 does).
+    script = Script(["not a plan", "still not a plan", "nor this"], [finish("42")])
+    agent = Agent(tools=[search], model=FunctionModel(script), planner=PlannerConfig(max_repairs=1, max_replans=0))
+    result = await agent.run("What is 6 * 7?")
+    assert (result.status, result.answer, result.records) == ("failed", "42", {})
+    assert result.error is not None and result.error.startswith("failed to plan")
+
+
+@pytest.mark.asyncio
+async def test_a_node_that_ran_and_failed_still_counts_as_planned() -> None:
+    @tool
+    def explode(reason: str) -> str:
+        """Always fails."""
+        raise ValueError(reason)
+
+    script = Script(
+        [plan({"id": 1, "tool": "explode", "arguments": {"reason": "boom"}, "depends_on": []})], [finish("?")]
+    )
+    result = await Agent(tools=[explode], model=FunctionModel(script)).run("x")
+    assert result.records[1].status == "failed"
+    assert (result.status, result.error) == ("done", None)  # the joiner saw the failure and answered
 
 
 @pytest.mark.asyncio

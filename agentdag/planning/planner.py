@@ -37,6 +37,12 @@ from agentdag.usage import RunMeter, metering
 __all__ = ["Planner"]
 
 
+_NOTHING_RAN = (
+    "failed to plan: no node ran, so the answer is the model's own, unchecked by any tool "
+    "(see the notes for what the planner wrote)"
+)
+
+
 class Planner:
     """Runs one task through plan → execute → join → replan. Create one per run.
 
@@ -100,6 +106,10 @@ class Planner:
                 with anyio.move_on_after(deadline) as budget:
                     try:
                         answer, error = await self._loop(run, execution, refiner, saver, saved)
+                        if error is None and not any(
+                            record.started_at is not None for record in execution.records.values()
+                        ):
+                            error = _NOTHING_RAN
                         status = "done" if error is None else "failed"
                     except ModelError as failure:
                         error = f"model call failed: {failure}"
