@@ -48,6 +48,8 @@ class PlannerConfig(BaseModel):
         max_nodes: the most nodes one plan may hold (the JSON schema enforces it; for either style the
             reading stops after that many nodes).
         temperature: sampling temperature of planner and joiner calls.
+        seed: the sampling seed of planner and joiner calls (None: the server's choice); a scaling strategy
+            gives each of its samples this seed plus the sample's index, so a seeded run samples the same.
         observation_chars: tool outputs shown to the joiner and to replans are cut to this many characters.
         max_total_tokens: token budget of the run (planner, joiner and model tools); no replan past it.
         max_seconds: time budget of the run; when it runs out, running nodes are cancelled.
@@ -66,6 +68,7 @@ class PlannerConfig(BaseModel):
     max_tokens: int = Field(default=1024, ge=16)
     max_nodes: int = Field(default=16, ge=1, le=256)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
     observation_chars: int = Field(default=1500, ge=100)
     max_total_tokens: int | None = Field(default=None, ge=1)
     max_seconds: float | None = Field(default=None, gt=0)

@@ -506,3 +506,10 @@ async def test_without_refine_no_refinement_call_is_made() -> None:
     )
     await Agent(tools=[search], model=FunctionModel(script)).run("x")
     assert [kind for kind, _ in script.seen] == ["planner", "joiner"]
+
+
+@pytest.mark.asyncio
+async def test_the_planner_seed_reaches_planner_and_joiner_requests() -> None:
+    script = Script([plan({"id": 1, "tool": "search", "arguments": {"query": "q"}, "depends_on": []})], [finish("a")])
+    await Agent(tools=[search], model=FunctionModel(script), planner=PlannerConfig(seed=7)).run("x")
+    assert [(kind, request.settings.seed) for kind, request in script.seen] == [("planner", 7), ("joiner", 7)]

@@ -99,6 +99,7 @@ def planner_request(
     settings = ModelSettings(
         max_tokens=config.max_tokens,
         temperature=config.temperature,
+        seed=config.seed,
         json_schema=create_plan_schema(list(tools.values()), max_nodes=config.max_nodes) if json_style else None,
         stop=() if json_style else (END_OF_PLAN,),
     )
@@ -125,7 +126,9 @@ def joiner_request(
 ) -> ModelRequest:
     """The joiner's request: the task and every node's observation, under the decision schema."""
     prompt = fill(template.joiner, task=task, observations=observations(records, config.observation_chars))
-    settings = ModelSettings(json_schema=JOINER_SCHEMA, max_tokens=JOINER_MAX_TOKENS, temperature=config.temperature)
+    settings = ModelSettings(
+        json_schema=JOINER_SCHEMA, max_tokens=JOINER_MAX_TOKENS, temperature=config.temperature, seed=config.seed
+    )
     return ModelRequest(messages=(Message("user", prompt),), settings=settings)
 
 
@@ -137,7 +140,7 @@ def joiner_retry(request: ModelRequest, template: PlannerTemplate, reply: str, e
 
 def direct_request(template: PlannerTemplate, task: str, config: PlannerConfig) -> ModelRequest:
     """The fallback that answers without tools."""
-    settings = ModelSettings(max_tokens=DIRECT_MAX_TOKENS, temperature=config.temperature)
+    settings = ModelSettings(max_tokens=DIRECT_MAX_TOKENS, temperature=config.temperature, seed=config.seed)
     return ModelRequest(messages=(Message("user", fill(template.direct, task=task)),), settings=settings)
 
 
@@ -164,7 +167,9 @@ def refine_request(
         first_id=first_id,
     )
     schema = create_refine_schema(list(tools.values()), max_nodes=config.max_nodes)
-    settings = ModelSettings(json_schema=schema, max_tokens=config.max_tokens, temperature=config.temperature)
+    settings = ModelSettings(
+        json_schema=schema, max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed
+    )
     return ModelRequest(messages=(Message("user", prompt),), settings=settings)
 
 
