@@ -225,6 +225,27 @@ def create_parser() -> argparse.ArgumentParser:
     calls.set_defaults(
         command=bench_command("calls", "run_calls_bench", calls_options, harness_view("calls", "create_calls_table"))
     )
+    arithmetic = benches.add_parser(
+        "arithmetic", help="generated compound arithmetic questions: plan and answer accuracy per planning lever"
+    )
+    arithmetic.add_argument("--model", default="local", help="local (the embedded model) or a server URL")
+    arithmetic.add_argument("--seed", type=int, default=1, help="the seed that generates the cases (default 1)")
+    arithmetic.add_argument("--limit", type=positive, default=20, help="how many cases (default 20)")
+    arithmetic.add_argument(
+        "--lever",
+        type=names,
+        default=["default"],
+        dest="levers",
+        help="default,plans,joiner,plans+joiner,no_repair,no_grammar (default: default)",
+    )
+    arithmetic.add_argument("--planner-seed", type=int, default=0, help="planner.seed of every run (default 0)")
+    arithmetic.add_argument("--case-timeout-s", type=float, default=300.0, help="wall-time limit of one run")
+    arithmetic.add_argument("--json", action="store_true", help="print one JSON object")
+    arithmetic_options = ("model", "seed", "limit", "levers", "planner_seed", "case_timeout_s")
+    arithmetic_view = harness_view("arithmetic", "create_arithmetic_table")
+    arithmetic.set_defaults(
+        command=bench_command("arithmetic", "run_arithmetic_bench", arithmetic_options, arithmetic_view)
+    )
     scaling = benches.add_parser("scaling", help="test-time scaling strategies side by side: accuracy against tokens")
     scaling.add_argument("--strategy", type=names, default=[], dest="strategies", help="NAME[,NAME...] (default: all)")
     scaling.add_argument("--dataset", default=None, help="a JSONL file, a math data set's name, or 'arithmetic'")
