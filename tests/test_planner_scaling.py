@@ -293,7 +293,21 @@ async def test_the_structure_selector_takes_a_replan_that_uses_earlier_results_f
 
     reader = PlanReader("json", {tool.name: tool for tool in (search, calculate)})
     reuse = plan(node(3, "calculate", expression="${1.length} + ${2.length}"))
-    valid, _, _ = score_plan(reader.read(reuse, known={1, 2}), "add the lengths of a and b")
+    valid, *_ = score_plan(reader.read(reuse, known={1, 2}), "add the lengths of a and b")
     assert valid  # nodes 1 and 2 exist from the first round: referencing them is what a replan should do
-    invalid, _, _ = score_plan(reader.read(reuse), "add the lengths of a and b")
+    invalid, *_ = score_plan(reader.read(reuse), "add the lengths of a and b")
     assert not invalid
+
+
+def test_the_structure_selector_counts_whole_numbers_and_marks_down_repeated_calls() -> None:
+    from agentdag.parsers import PlanReader
+    from agentdag.scaling.plans import score_plan
+
+    reader = PlanReader("json", {tool.name: tool for tool in (search, calculate)})
+    task = "What is (12 + 30) * 2, and what is 100 / 4?"
+    repeated = plan(*(node(index, "calculate", expression="12 + 30") for index in (1, 2, 3, 4)))
+    right = plan(node(1, "calculate", expression="(12 + 30) * 2"), node(2, "calculate", expression="100 / 4"))
+    _, coverage, repeats, _ = score_plan(reader.read(repeated), task)
+    assert (coverage, repeats) == (2 / 5, -3)  # 12 and 30; not 2 (inside 12) nor 4
+    _, coverage, repeats, independent = score_plan(reader.read(right), task)
+    assert (coverage, repeats, independent) == (1.0, 0, 2)

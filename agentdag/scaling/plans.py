@@ -1,4 +1,4 @@
-"""Ranking plans: `StructureSelect` prefers the plan that validates, covers the task, calls the most at once.
+"""Ranking plans: `StructureSelect` prefers a valid plan that covers the task and repeats no call.
 
 Votes over plans compare plan keys (see `agentdag.scaling.reading.extract_plan`), so plans that make the
 same calls agree however they number their nodes. When the candidates differ, this selector reads each one
@@ -24,6 +24,7 @@ __all__ = ["StructureSelect", "score_plan"]
 
 _TERM = re.compile(r"\"([^\"]{2,60})\"|'([^']{2,60})'|(\d+(?:\.\d+)?)|\b([A-Z][\w-]+)")
 _WORD = re.compile(r"\w{4,}")
+_NUMERIC = re.compile(r"\d+(?:\.\d+)?")
 _SENTENCE_START = re.compile(r"(?:^|[.!?]\s+)$")
 _REFERENCE_TEXT = re.compile(r"\$\{[^}]*\}|\$\d+")
 _COMMON = frozenset(
@@ -78,20 +79,29 @@ _COMMON = frozenset(
 )
 
 
-def score_plan(read: ReadPlan, task: str) -> tuple[bool, float, int]:
-    """How good a plan looks without running it: (valid, coverage of the task's terms, independent calls).
+def score_plan(read: ReadPlan, task: str) -> tuple[bool, float, int, int]:
+    """How good a plan looks without running it: (valid, coverage, minus repeated calls, independent calls).
 
     Coverage is the share of the task's salient terms (quoted phrases, numbers, capitalised names; else its
-    content words) that appear in the plan's arguments. Independent calls are the distinct calls that wait
-    for no other node of the plan.
+    content words) that appear in the plan's arguments; a number counts only whole (the task's `2` is not
+    in `12 + 30`). A repeated call is a node that makes the same call as an earlier node of the plan, which
+    the planner would reuse, not run (small models repeat one node over and over). Independent calls are the
+    distinct calls that wait for no other node of the plan.
     """
     nodes = read.nodes
     text = " ".join(value for node in nodes for value in _literals(node.arguments)).lower()
     terms = _terms(task)
-    coverage = sum(term in text for term in terms) / len(terms) if terms else 1.0
+    coverage = sum(_mentions(text, term) for term in terms) / len(terms) if terms else 1.0
     ids = {node.id for node in nodes}
-    roots = {call_text(node, ids) for node in nodes if not dependencies_of(node, ids) & ids}
-    return read.valid, coverage, len(roots)
+    calls = [call_text(node, ids) for node in nodes]
+    roots = {call for node, call in zip(nodes, calls, strict=True) if not dependencies_of(node, ids) & ids}
+    return read.valid, coverage, len(set(calls)) - len(calls), len(roots)
+
+
+def _mentions(text: str, term: str) -> bool:
+    if _NUMERIC.fullmatch(term):
+        return re.search(rf"(?<![\d.]){re.escape(term)}(?![\d]|\.\d)", text) is not None
+    return term in text
 
 
 def _terms(task: str) -> set[str]:
@@ -120,7 +130,7 @@ def _literals(value: object) -> list[str]:
 
 
 class StructureSelect(Selector):
-    """The plan that validates, covers the task and makes the most independent calls; then the majority.
+    """The plan that validates, covers the task, repeats no call, and makes the most independent calls.
 
     It ranks the candidates of a planner call with the planner's own reader (so it applies to the planner
     role only); ties go to the plan most candidates agree on, then to the earliest candidate.
