@@ -7,7 +7,9 @@ with a dollar sign (such as `$1` in examples) is left alone.
 from __future__ import annotations
 
 import importlib.resources
+import re
 import string
+from collections.abc import Collection
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Literal
@@ -18,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentdag.errors import TaskFileError
 
-__all__ = ["PlannerExample", "PlannerTemplate", "fill", "load_template"]
+__all__ = ["PlannerExample", "PlannerTemplate", "fill", "load_template", "select_examples"]
 
 
 class PlannerExample(BaseModel):
@@ -41,7 +43,8 @@ class PlannerTemplate(BaseModel):
     Attributes:
         style: the plan format the prompts ask for ("json" or "llmcompiler").
         system: the planner's instructions; `${tools}` and `${first_id}` are filled in.
-        examples: few-shot examples, sent as earlier conversation turns.
+        examples: the pool of few-shot examples; those chosen for a task are sent as earlier turns.
+        max_examples: how many examples a request shows: the ones most like the task (`select_examples`).
         user: the task message (`${task}`).
         repair: sent after an invalid plan (`${problems}`, `${kept}`).
         replan: sent for a new round (`${observations}`, `${reason}`, `${first_id}`).
@@ -57,6 +60,7 @@ class PlannerTemplate(BaseModel):
     style: Literal["json", "llmcompiler"]
     system: str
     examples: tuple[PlannerExample, ...] = Field(default=())
+    max_examples: int = Field(default=3, ge=0)
     user: str
     repair: str
     replan: str
@@ -67,6 +71,33 @@ class PlannerTemplate(BaseModel):
     )
     refine: str
     direct: str
+
+
+_SHAPE = re.compile(r"[a-z]+|\d+(?:\.\d+)?|[-+*/()%^]")
+
+
+def select_examples(template: PlannerTemplate, tools: Collection[str], task: str) -> list[PlannerExample]:
+    """The `max_examples` examples whose tools are all offered and whose tasks are most like `task`.
+
+    Likeness is the overlap (Jaccard) of the tasks' shapes: their lowercase words and operator signs, with
+    every number standing for any number, so "What is (3 + 4) * 5?" is like "What is (12 + 30) * 2?" and a
+    comparison of two searches is like another. Ties keep the template's order. The chosen examples come
+    least like the task first, so the most like it sits next to the task.
+    """
+    offered = [example for example in template.examples if set(example.tools) <= set(tools)]
+    shape = _shape(task)
+    ranked = sorted(range(len(offered)), key=lambda index: (-_likeness(shape, _shape(offered[index].task)), index))
+    chosen = ranked[: template.max_examples]
+    return [offered[index] for index in reversed(chosen)]
+
+
+def _shape(text: str) -> set[str]:
+    return {"<n>" if token[0].isdigit() else token for token in _SHAPE.findall(text.lower())}
+
+
+def _likeness(first: set[str], second: set[str]) -> float:
+    union = first | second
+    return len(first & second) / len(union) if union else 0.0
 
 
 def fill(template: str, **values: object) -> str:

@@ -14,7 +14,7 @@ from agentdag.messages import Message, ModelRequest, ModelSettings
 from agentdag.parsers import END_OF_PLAN
 from agentdag.records import NodeRecord
 from agentdag.schemas import JOINER_SCHEMA, create_plan_schema, create_refine_schema
-from agentdag.templates import PlannerTemplate, fill
+from agentdag.templates import PlannerTemplate, fill, select_examples
 from agentdag.toolsets.base import Tool
 
 __all__ = [
@@ -85,14 +85,13 @@ def planner_request(
 ) -> ModelRequest:
     """The planner's first request of a round.
 
-    Instructions, the few-shot examples whose tools are offered, and the task (with the replan prompt for
-    a later round).
+    Instructions, the few-shot examples most like the task among those whose tools are offered
+    (`select_examples`), and the task (with the replan prompt for a later round).
     """
     messages = [Message("system", fill(template.system, tools=describe_tools(tools.values()), first_id=first_id))]
-    for example in template.examples:
-        if set(example.tools) <= set(tools):
-            messages.append(Message("user", fill(template.user, task=example.task)))
-            messages.append(Message("assistant", example.plan.strip()))
+    for example in select_examples(template, tools, task):
+        messages.append(Message("user", fill(template.user, task=example.task)))
+        messages.append(Message("assistant", example.plan.strip()))
     user = fill(template.user, task=task)
     messages.append(Message("user", user if replanning is None else f"{user}\n{replanning}"))
     json_style = template.style == "json"
