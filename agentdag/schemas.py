@@ -31,13 +31,20 @@ __all__ = [
 THOUGHT_CHARS = 600
 """Thoughts are bounded in every schema, so a rambling model cannot spend its whole reply on one."""
 
+JOINER_THOUGHT_CHARS = 300
+ANSWER_CHARS = 400
+REASON_CHARS = 200
+"""The joiner's fields are bounded too: SmolLM2 at temperature 0 repeated "The final answer is N." in its
+thought and answer until the reply ran out of tokens, so no decision came back; bounded, the grammar closes
+each field and the decision is complete."""
+
 JOINER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "thought": {"type": "string", "maxLength": THOUGHT_CHARS},
-        "answer": {"type": "string"},
+        "thought": {"type": "string", "maxLength": JOINER_THOUGHT_CHARS},
+        "answer": {"type": "string", "maxLength": ANSWER_CHARS},
         "action": {"type": "string", "enum": ["finish", "replan"]},
-        "reason": {"type": "string"},
+        "reason": {"type": "string", "maxLength": REASON_CHARS},
     },
     "required": ["thought", "answer", "action", "reason"],
     "additionalProperties": False,
