@@ -186,6 +186,7 @@ async def _run_case(
         with anyio.move_on_after(timeout_s) as scope:
             result = await _create_agent(lever, model, planner_seed=planner_seed).run(case.task, meter=meter)
             row |= score_run(case, result) | {"status": result.status, "answer": str(result.answer)[:200]}
+            row["run_error"] = result.error
         if scope.cancelled_caught:
             row["error"] = f"timed out after {timeout_s:g} s"
     except Exception as failure:  # one case's failure is data in its row, never the end of the run
