@@ -168,6 +168,7 @@ def _without_title(schema: dict[str, Any]) -> dict[str, Any]:
 
 _DEFINITIONS = ("$defs", "definitions")
 _MAX_INLINED_DEPTH = 32
+_MAX_INLINED_OBJECTS = 10_000
 
 
 def inline_definitions(schema: dict[str, Any]) -> dict[str, Any] | None:
@@ -175,8 +176,10 @@ def inline_definitions(schema: dict[str, Any]) -> dict[str, Any] | None:
 
     A tool's argument schema sits inside a larger schema (a plan, a ReAct step), where its own `#/$defs/...`
     would point at the wrong root; inlined, the grammar constrains those arguments too. None when the schema
-    cannot be inlined: a recursive definition, a reference that is not local or names nothing, or nesting
-    deeper than 32 references. The caller then falls back to a plain object (the executor still validates).
+    cannot be inlined: a recursive definition, a reference that is not local or names nothing, references
+    nested deeper than 32, or an inlined schema of more than 10,000 objects (definitions that each use the
+    next twice double at every level). The caller then falls back to a plain object (the executor still
+    validates).
     """
     definitions: dict[str, Any] = {}
     for key in _DEFINITIONS:
@@ -184,8 +187,8 @@ def inline_definitions(schema: dict[str, Any]) -> dict[str, Any] | None:
         if isinstance(found, dict):
             definitions.update({f"#/{key}/{name}": value for name, value in found.items()})
     try:
-        inlined = _inline(schema, definitions, ())
-    except _NotInlinable:
+        inlined = _Inliner(definitions).inline(schema, ())
+    except (_NotInlinable, RecursionError):
         return None
     return inlined if isinstance(inlined, dict) else None
 
@@ -194,30 +197,39 @@ class _NotInlinable(Exception):
     pass
 
 
-def _inline(value: object, definitions: dict[str, Any], seen: tuple[str, ...]) -> object:
-    if isinstance(value, list):
-        return [_inline(item, definitions, seen) for item in value]
-    if not isinstance(value, dict):
-        return value
-    reference = value.get("$ref")
-    if isinstance(reference, str):
-        if reference in seen or reference not in definitions or len(seen) >= _MAX_INLINED_DEPTH:
-            raise _NotInlinable(reference)
-        target = _inline(definitions[reference], definitions, (*seen, reference))
-        siblings = _inline({key: item for key, item in value.items() if key != "$ref"}, definitions, seen)
-        if isinstance(target, dict) and isinstance(siblings, dict) and target.keys().isdisjoint(siblings):
-            # e.g. a description beside the reference: both apply, as they would under allOf
-            return target | siblings
-        return {"allOf": [target, siblings]}
-    return {key: _inline_member(key, item, definitions, seen) for key, item in value.items() if key not in _DEFINITIONS}
+class _Inliner:
+    """Replaces local references by their definitions, counting the objects it makes."""
 
+    def __init__(self, definitions: dict[str, Any]) -> None:
+        self.definitions = definitions
+        self.objects = 0
 
-def _inline_member(key: str, item: object, definitions: dict[str, Any], seen: tuple[str, ...]) -> object:
-    if key == "properties" and isinstance(item, dict):  # property names are data, not schema keywords
-        return {name: _inline(schema, definitions, seen) for name, schema in item.items()}
-    if key in ("const", "enum", "default", "examples"):  # values, not schemas
-        return item
-    return _inline(item, definitions, seen)
+    def inline(self, value: object, seen: tuple[str, ...]) -> object:
+        if isinstance(value, list):
+            return [self.inline(item, seen) for item in value]
+        if not isinstance(value, dict):
+            return value
+        self.objects += 1
+        if self.objects > _MAX_INLINED_OBJECTS:
+            raise _NotInlinable("too large")
+        reference = value.get("$ref")
+        if isinstance(reference, str):
+            if reference in seen or reference not in self.definitions or len(seen) >= _MAX_INLINED_DEPTH:
+                raise _NotInlinable(reference)
+            target = self.inline(self.definitions[reference], (*seen, reference))
+            siblings = self.inline({key: item for key, item in value.items() if key != "$ref"}, seen)
+            if isinstance(target, dict) and isinstance(siblings, dict) and target.keys().isdisjoint(siblings):
+                # e.g. a description beside the reference: both apply, as they would under allOf
+                return target | siblings
+            return {"allOf": [target, siblings]}
+        return {key: self._member(key, item, seen) for key, item in value.items() if key not in _DEFINITIONS}
+
+    def _member(self, key: str, item: object, seen: tuple[str, ...]) -> object:
+        if key == "properties" and isinstance(item, dict):  # property names are data, not schema keywords
+            return {name: self.inline(schema, seen) for name, schema in item.items()}
+        if key in ("const", "enum", "default", "examples"):  # values, not schemas
+            return item
+        return self.inline(item, seen)
 
 
 _ANSWER_FIELD = re.compile(r'"answer"\s*:\s*"((?:[^"\\]|\\.)*)"')

@@ -134,3 +134,16 @@ def test_inlining_keeps_a_description_beside_a_reference_and_refuses_recursion()
     assert inline_definitions({"$ref": "https://example.com/schema"}) is None
     grow_arguments = create_plan_schema(TOOLS)["properties"]["nodes"]["items"]["anyOf"][3]["properties"]["arguments"]
     assert grow_arguments == {"type": "object"}  # the executor still validates its arguments
+
+
+def test_inlining_gives_up_on_a_schema_that_would_explode_or_nests_too_deeply() -> None:
+    # Each definition uses the next twice: inlined, 2**30 objects.
+    definitions = {
+        f"D{level}": {"type": "array", "items": [{"$ref": f"#/$defs/D{level + 1}"}] * 2} for level in range(30)
+    }
+    definitions["D30"] = {"type": "integer"}
+    assert inline_definitions({"$ref": "#/$defs/D0", "$defs": definitions}) is None
+    deep: dict[str, Any] = {"type": "integer"}
+    for _ in range(5_000):
+        deep = {"type": "array", "items": deep}
+    assert inline_definitions(deep) is None
