@@ -10,8 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anyio
+import pytest
 
+from agentdag.errors import ModelError
 from agentdag.executor import Execution
+from agentdag.models import find_model_file
 
 
 async def until(condition: Callable[[], bool], execution: Execution | None = None) -> None:
@@ -35,3 +38,12 @@ async def append_line(path: str | Path, line: str) -> None:
 def lines(path: Path) -> list[str]:
     """The lines of a file, or none if it does not exist yet."""
     return path.read_text().splitlines() if path.exists() else []
+
+
+def require_embedded_model() -> Path:
+    """The default model's GGUF; called at a module's top, skips the module without xllamacpp or the model."""
+    pytest.importorskip("xllamacpp", reason="the embedded server needs xllamacpp: pip install 'agentdag[embedded]'")
+    try:
+        return find_model_file()
+    except ModelError as missing:
+        pytest.skip(f"no embedded model: {missing}", allow_module_level=True)

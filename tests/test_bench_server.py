@@ -5,17 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from agentdag.errors import ModelError
-from agentdag.models import find_model_file
-
-pytest.importorskip("xllamacpp", reason="the embedded server needs xllamacpp: pip install 'agentdag[embedded]'")
-try:
-    find_model_file()
-except ModelError as missing:
-    pytest.skip(f"no embedded model: {missing}", allow_module_level=True)
-
 from agentdag.benchmarks.server import TARGET_KEPT, run_server_bench
+from support import require_embedded_model
+
+require_embedded_model()
 
 pytestmark = [pytest.mark.embedded, pytest.mark.anyio, pytest.mark.timeout(300)]
 

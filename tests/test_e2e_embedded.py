@@ -11,19 +11,15 @@ from pathlib import Path
 
 import pytest
 from agentdag.tools.calculator import TOOLS
+from support import require_embedded_model
 
 from agentdag import Agent, PlannerConfig
 from agentdag.cli import main
-from agentdag.errors import ModelError
 from agentdag.events import Event, NodeEvent, RunEvent
-from agentdag.models import ModelConfig, find_model_file, open_model
+from agentdag.models import ModelConfig, open_model
 from agentdag.plan import check_node
 
-pytest.importorskip("xllamacpp", reason="the embedded server needs xllamacpp: pip install 'agentdag[embedded]'")
-try:
-    find_model_file()
-except ModelError as missing:
-    pytest.skip(f"no embedded model: {missing}", allow_module_level=True)
+require_embedded_model()
 
 pytestmark = [pytest.mark.embedded, pytest.mark.timeout(300)]
 EXAMPLES = Path(__file__).parent.parent / "examples"

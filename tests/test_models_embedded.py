@@ -19,18 +19,15 @@ import anyio
 import httpx2
 import jsonschema
 import pytest
+from support import require_embedded_model
 
 from agentdag.errors import ModelError
 from agentdag.messages import Message, ModelRequest, ModelResponse, ModelSettings, ToolSpec
-from agentdag.models import EmbeddedServer, ModelConfig, OpenAIModel, find_model_file, open_model, serve_forever
+from agentdag.models import EmbeddedServer, ModelConfig, OpenAIModel, open_model, serve_forever
 from agentdag.models._chat_template import SMOLLM2_DEFAULT_SYSTEM
 from agentdag.models._server_state import ServerState, find_running_server, read_server_state, write_server_state
 
-pytest.importorskip("xllamacpp", reason="the embedded server needs xllamacpp: pip install 'agentdag[embedded]'")
-try:
-    MODEL_PATH = find_model_file()
-except ModelError as missing:
-    pytest.skip(f"no embedded model: {missing}", allow_module_level=True)
+MODEL_PATH = require_embedded_model()
 
 pytestmark = [pytest.mark.embedded, pytest.mark.anyio, pytest.mark.timeout(300)]
 

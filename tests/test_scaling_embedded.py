@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from support import require_embedded_model
 
-from agentdag.errors import ModelError
 from agentdag.messages import Message, ModelRequest, ModelSettings
-from agentdag.models import ModelConfig, find_model_file, open_model
+from agentdag.models import ModelConfig, open_model
 from agentdag.scaling import LexicalJudge, Prune, ScaledResponse, SelfConsistency
 
-pytest.importorskip("xllamacpp", reason="the embedded server needs xllamacpp: pip install 'agentdag[embedded]'")
-try:
-    find_model_file()
-except ModelError as missing:
-    pytest.skip(f"no embedded model: {missing}", allow_module_level=True)
+require_embedded_model()
 
 pytestmark = [pytest.mark.embedded]
 

@@ -18,20 +18,16 @@ import anyio
 import jsonschema
 import pytest
 from pydantic import BaseModel
+from support import require_embedded_model
 
 from agentdag import tool
-from agentdag.errors import ModelError
 from agentdag.messages import Message, ModelRequest, ModelSettings
-from agentdag.models import EmbeddedServer, OpenAIModel, find_model_file
+from agentdag.models import EmbeddedServer, OpenAIModel
 from agentdag.react import create_step_schema
 from agentdag.schemas import JOINER_SCHEMA, create_plan_schema, create_refine_schema
 from agentdag.toolsets.registry import ToolRegistry
 
-pytest.importorskip("xllamacpp", reason="the embedded server needs xllamacpp: pip install 'agentdag[embedded]'")
-try:
-    find_model_file()
-except ModelError as missing:
-    pytest.skip(f"no embedded model: {missing}", allow_module_level=True)
+require_embedded_model()
 
 pytestmark = [pytest.mark.embedded, pytest.mark.anyio, pytest.mark.timeout(900)]
 
