@@ -84,7 +84,8 @@ def select_examples(template: PlannerTemplate, tools: Collection[str], task: str
     comparison of two searches is like another. Ties keep the template's order. The chosen examples come
     least like the task first, so the most like it sits next to the task.
     """
-    offered = [example for example in template.examples if set(example.tools) <= set(tools)]
+    available = set(tools)
+    offered = [example for example in template.examples if available.issuperset(example.tools)]
     shape = _shape(task)
     ranked = sorted(range(len(offered)), key=lambda index: (-_likeness(shape, _shape(offered[index].task)), index))
     chosen = ranked[: template.max_examples]

@@ -66,7 +66,7 @@ def default_threads() -> int:
     """Half the CPU cores this process may use (at least one): the embedded server's default thread count.
 
     llama.cpp's decode threads wait on each other at every step, so one core taken by another process stalls
-    them all: on 2 cores, with a busy loop on one, two threads kept 27% of their idle speed and one thread kept
+    them all: on 2 cores, with a busy loop on one, two threads kept 30% of their idle speed and one thread kept
     all of it (`agentdag bench server`, README "Embedded server"). Half the cores leaves room for the
     machine's other work and, on machines with two hardware threads per core, is the physical core count
     llama.cpp runs best on. The cores counted are those the process is allowed (its CPU affinity), not the
