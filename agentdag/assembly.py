@@ -19,7 +19,7 @@ from pathlib import Path
 
 from agentdag.agent import Agent
 from agentdag.backends.base import Backend, LocalBackend
-from agentdag.errors import TaskFileError
+from agentdag.errors import AgentdagError, TaskFileError
 from agentdag.events import RunEventSink
 from agentdag.models.base import Model
 from agentdag.models.config import open_model
@@ -144,18 +144,21 @@ def load_task_tools(task: TaskFile, *, base_dir: Path, model: Model | None) -> l
     """Import the tools a task file names; `llm` becomes a `ModelTool` over `model`.
 
     Raises:
-        AgentdagError: a tool reference cannot be imported, or `llm` is listed without a model.
+        TaskFileError: a tool reference cannot be imported (naming its line), or `llm` is listed without a model.
     """
     tools: list[Tool] = []
     sys.path.insert(0, str(base_dir.resolve()))
     try:
-        for reference in task.tools:
+        for index, reference in enumerate(task.tools):
             if reference == MODEL_TOOL:
                 if model is None:
-                    raise TaskFileError("the 'llm' tool needs a model, and none is open")
+                    raise TaskFileError(f"{task.where('tools', index)}: the 'llm' tool needs a model, and none is open")
                 tools.append(ModelTool(model))
-            else:
+                continue
+            try:
                 tools.extend(import_tools(reference))
+            except AgentdagError as error:
+                raise TaskFileError(f"{task.where('tools', index)}: tools.{index}: {error}") from None
     finally:
         sys.path.remove(str(base_dir.resolve()))
     return tools

@@ -82,11 +82,16 @@ ProblemKind = Literal[
 
 @dataclass(frozen=True, slots=True)
 class PlanProblem:
-    """One problem in a plan, naming its node; `node_id` is None for a problem of the whole plan."""
+    """One problem in a plan, naming its node; `node_id` is None for a problem of the whole plan.
+
+    `key` is where in the node the problem lies, as a path of keys (`("depends_on",)`,
+    `("arguments", "items")`), so that a task file's error can name the line; empty for the whole node.
+    """
 
     node_id: int | None
     kind: ProblemKind
     message: str
+    key: tuple[str | int, ...] = ()
 
     def __str__(self) -> str:
         return self.message if self.node_id is None else f"node {self.node_id}: {self.message}"
@@ -120,28 +125,35 @@ def check_node(
     problem = functools.partial(PlanProblem, node.id)
     tool = tools.get(node.tool)
     if tool is None:
-        problems.append(problem("unknown_tool", _unknown_tool_message(node.tool, tools)))
-    try:
-        references = list(find_references(node.arguments))
-    except InvalidReferenceError as error:
-        problems.append(problem("invalid_reference", str(error)))
-        references = []
-    targets: list[tuple[int, str]] = [(target, "depends_on") for target in node.depends_on]
-    # A bare `$N` counts when node N exists anywhere in the plan, this node included.
-    targets += [
-        (reference.node_id, _describe(reference))
-        for reference in references
-        if _counts(reference, earlier) or reference.node_id == node.id or reference.node_id in later
+        problems.append(problem("unknown_tool", _unknown_tool_message(node.tool, tools), ("tool",)))
+    targets: list[tuple[int, str, tuple[str | int, ...]]] = [
+        (target, "depends_on", ("depends_on",)) for target in node.depends_on
     ]
-    for target, how in targets:
+    for name, value in node.arguments.items():
+        try:
+            references = list(find_references(value))
+        except InvalidReferenceError as error:
+            problems.append(problem("invalid_reference", str(error), ("arguments", name)))
+            continue
+        # A bare `$N` counts when node N exists anywhere in the plan, this node included.
+        targets += [
+            (reference.node_id, _describe(reference), ("arguments", name))
+            for reference in references
+            if _counts(reference, earlier) or reference.node_id == node.id or reference.node_id in later
+        ]
+    for target, how, key in targets:
         if target == node.id:
-            problems.append(problem("self_dependency", f"{how} names the node itself"))
+            problems.append(problem("self_dependency", f"{how} names the node itself", key))
         elif target in later:
-            problems.append(problem("forward_reference", f"{how} names node {target}, which comes later in the plan"))
+            message = f"{how} names node {target}, which comes later in the plan"
+            problems.append(problem("forward_reference", message, key))
         elif target not in earlier:
-            problems.append(problem("missing_reference", f"{how} names node {target}, which does not exist"))
+            problems.append(problem("missing_reference", f"{how} names node {target}, which does not exist", key))
     if tool is not None:
-        problems.extend(problem("invalid_arguments", message) for message in _argument_problems(node, tool, earlier))
+        problems.extend(
+            problem("invalid_arguments", message, ("arguments", *path))
+            for message, path in _argument_problems(node, tool, earlier)
+        )
     return problems
 
 
@@ -164,7 +176,7 @@ def validate_plan(
     for index, node in enumerate(nodes):
         if node.id in seen:
             where = "an earlier round" if node.id in completed else "an earlier node"
-            problems.append(PlanProblem(node.id, "duplicate_id", f"id {node.id} is already used by {where}"))
+            problems.append(PlanProblem(node.id, "duplicate_id", f"id {node.id} is already used by {where}", ("id",)))
             continue
         problems.extend(check_node(node, tools, seen, later=_Later(positions, index)))
         seen.add(node.id)
@@ -255,14 +267,15 @@ def _create_validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
     return validator_class(schema)
 
 
-def _argument_problems(node: Node, tool: Tool, earlier: Collection[int]) -> list[str]:
+def _argument_problems(node: Node, tool: Tool, earlier: Collection[int]) -> list[tuple[str, tuple[str | int, ...]]]:
+    """Each schema violation of the node's arguments, with the path of the value that violates it."""
     validator = _validator(tool)
-    messages: list[str] = []
+    messages: list[tuple[str, tuple[str | int, ...]]] = []
     for error in validator.iter_errors(node.arguments):
         if _under_reference(node.arguments, list(error.absolute_path), earlier):
             continue  # the value arrives from another node; the tool checks it at call time
         where = ".".join(str(part) for part in error.absolute_path) or "arguments"
-        messages.append(f"{where}: {error.message} (tool {tool.name!r})")
+        messages.append((f"{where}: {error.message} (tool {tool.name!r})", tuple(error.absolute_path)))
     return messages
 
 

@@ -8,18 +8,23 @@ loads neither the planner nor the executor.
 
 from __future__ import annotations
 
+import difflib
+import types
+import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from agentdag.backends.ray_config import RayConfig
 from agentdag.config import Limits, PlannerConfig
-from agentdag.errors import TaskFileError
+from agentdag.errors import InvalidReferenceError, TaskFileError
 from agentdag.models.config import ModelConfig
-from agentdag.plan import Node
+from agentdag.plan import Node, PlanProblem
+from agentdag.references import find_references
 from agentdag.scaling.config import BestOfNConfig, ScalingConfig
 from agentdag.toolsets.mcp_config import McpServerConfig
 
@@ -35,6 +40,7 @@ __all__ = [
 ]
 
 MAX_TASK_FILE_BYTES = 1_000_000
+_MAX_PROBLEMS = 10  # lines of schema problems shown; the rest are counted
 MODEL_TOOL = "llm"
 """The reserved entry in `tools:` that offers the run's model as a tool (see `ModelTool`)."""
 
@@ -129,6 +135,36 @@ class TaskFile(_Strict):
     backend: LocalBackendConfig | RayBackendConfig = Field(default_factory=LocalBackendConfig, discriminator="kind")
     allow_tools: list[Annotated[str, Field(min_length=1)]] | None = None
 
+    _source: str = PrivateAttr(default="<task>")
+    _root: yaml.Node | None = PrivateAttr(default=None)
+
+    def where(self, *key: str | int) -> str:
+        """`FILE:LINE` of the entry at `key` (e.g. `"tools", 0`), or of its nearest parent; for messages.
+
+        Only the file is named for a task file built in code rather than read from text.
+        """
+        line = _line_of(self._root, key)
+        return f"{self._source}:{line}" if line is not None else self._source
+
+    def locate(self, problems: Sequence[object]) -> TaskFileError:
+        """The problems of this task file's fixed plan, one line each naming the file, the line and the key.
+
+        `problems` are `PlanProblem`s (as `PlanError.problems` holds them); others are named by the plan.
+        """
+        lines = [_one_line(self._locate_one(problem)) for problem in problems]
+        return TaskFileError("\n".join(lines))
+
+    def _locate_one(self, problem: object) -> str:
+        if not isinstance(problem, PlanProblem) or problem.node_id is None or not self.plan:
+            return f"{self.where('plan')}: plan: {problem}"
+        indexes = [index for index, node in enumerate(self.plan) if node.id == problem.node_id]
+        if not indexes:
+            return f"{self.where('plan')}: plan: {problem}"
+        # A duplicate id is the fault of its later use; any other problem is of the first node with the id.
+        index = indexes[-1] if problem.kind == "duplicate_id" else indexes[0]
+        key = ("plan", index, *problem.key)
+        return f"{self.where(*key)}: {'.'.join(map(str, key))}: {problem}"
+
 
 class _NoAliasLoader(yaml.SafeLoader):
     """A safe loader that refuses aliases, so a small hostile file cannot expand into a huge one."""
@@ -222,21 +258,40 @@ def parse_task_file(text: str, *, source: str = "<task>") -> TaskFile:
         raise TaskFileError(_describe(error, root, source)) from None
     except RecursionError:
         raise TaskFileError(f"{source}: the task file is nested too deeply") from None
-    _check_allowed_plan(task, root, source)
+    task._source, task._root = source, root
+    _check_allowed_plan(task)
+    _check_answer(task)
     return task
 
 
-def _check_allowed_plan(task: TaskFile, root: yaml.Node | None, source: str) -> None:
+def _check_allowed_plan(task: TaskFile) -> None:
     """A fixed plan may only call the tools that `allow_tools` allows."""
     if task.allow_tools is None or task.plan is None:
         return
     allowed = set(task.allow_tools)
     for index, node in enumerate(task.plan):
         if node.tool not in allowed:
-            line = _line_of(root, ("plan", index, "tool"))
-            where = f"{source}:{line}" if line is not None else source
             names = ", ".join(sorted(allowed)) or "none"
+            where = task.where("plan", index, "tool")
             raise TaskFileError(_one_line(f"{where}: plan.{index}.tool: {node.tool!r} is not in allow_tools ({names})"))
+
+
+def _check_answer(task: TaskFile) -> None:
+    """The answer template of a fixed plan names only the plan's nodes, so a run cannot end with no answer."""
+    if task.answer is None:
+        return
+    if task.plan is None:
+        raise TaskFileError(f"{task.where('answer')}: answer: applies to a fixed plan only; add a plan: or remove it")
+    ids = {node.id for node in task.plan}
+    try:
+        references = list(find_references(task.answer))
+    except InvalidReferenceError as error:
+        raise TaskFileError(_one_line(f"{task.where('answer')}: answer: {error}")) from None
+    for reference in references:
+        if reference.explicit and reference.node_id not in ids:
+            known = ", ".join(str(node.id) for node in task.plan) or "none"
+            message = f"answer: names node {reference.node_id}, which is not in the plan (nodes: {known})"
+            raise TaskFileError(f"{task.where('answer')}: {message}")
 
 
 def _kind(value: object) -> str:
@@ -245,9 +300,10 @@ def _kind(value: object) -> str:
 
 def _describe(error: pydantic.ValidationError, root: yaml.Node | None, source: str) -> str:
     problems = _most_specific(error.errors(include_url=False))
-    lines = [_describe_one(problem, root, source) for problem in problems[:3]]
-    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-    return "; ".join(lines) + more
+    lines = [_describe_one(problem, root, source) for problem in problems[:_MAX_PROBLEMS]]
+    if len(problems) > _MAX_PROBLEMS:
+        lines.append(f"{source}: and {len(problems) - _MAX_PROBLEMS} more problem(s)")
+    return "\n".join(lines)
 
 
 def _most_specific(problems: list[Any]) -> list[Any]:
@@ -275,12 +331,56 @@ def _describe_one(problem: Any, root: yaml.Node | None, source: str) -> str:
     where = f"{source}:{line}" if line is not None else source
     message = problem["msg"]
     if problem["type"] == "extra_forbidden":
-        message = "unknown key (check its spelling)"
+        close = difflib.get_close_matches(str(location[-1]), _keys_at(location[:-1]), n=1) if location else []
+        message = f"unknown key; did you mean {close[0]!r}?" if close else "unknown key (check its spelling)"
     elif problem["type"] == "missing":
         message = "required key is missing"
     elif problem["type"] == "value_error":
         message = str(message).removeprefix("Value error, ")
     return _one_line(f"{where}: {key}: {message}")
+
+
+def _keys_at(location: tuple[Any, ...]) -> list[str]:
+    """The keys a task file allows in the mapping at `location` (the top level for `()`), as far as known.
+
+    The schema is walked by field, through lists, dicts and unions; where a union leaves several models
+    possible (a strategy, a backend), the keys of all of them count.
+    """
+    current: list[Any] = [TaskFile]
+    for part in location:
+        following = [step for annotation in current for step in _step(annotation, part)]
+        if following:  # else the part is a union member's tag, which is not a key: stay
+            current = following
+    return sorted({name for annotation in current for model in _models_in(annotation) for name in model.model_fields})
+
+
+def _step(annotation: Any, part: object) -> list[Any]:
+    """The annotations of what a value of type `annotation` holds at key or index `part`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(part) if isinstance(part, str) else None
+        return [] if field is None else [field.annotation]
+    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _step(arguments[0], part)
+    if origin in (typing.Union, types.UnionType):
+        return [step for argument in arguments for step in _step(argument, part)]
+    if origin in (list, tuple, Sequence) and isinstance(part, int) and arguments:
+        return [arguments[0]]
+    if origin is dict and len(arguments) == 2:
+        return [arguments[1]]
+    return []
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models a value of type `annotation` can be (through `Annotated` and unions)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _models_in(arguments[0])
+    if origin in (typing.Union, types.UnionType):
+        return [model for argument in arguments for model in _models_in(argument)]
+    return []
 
 
 def _one_line(text: str) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from agentdag.errors import AgentdagError
 from agentdag.events import Event, NodeEvent
@@ -30,6 +30,7 @@ __all__ = [
     "TRACE_VERSION",
     "Redactor",
     "Trace",
+    "TraceEnding",
     "TraceFileError",
     "TraceWriter",
     "event_to_json",
@@ -154,11 +155,19 @@ def result_to_json(result: RunResult, *, node_tokens: Mapping[int, int] | None =
     }
 
 
+@dataclass(frozen=True, slots=True)
+class TraceEnding:
+    """Why a run ended without a result: interrupted (Ctrl-C, SIGTERM), an error agentdag raised, or a crash."""
+
+    reason: Literal["interrupted", "error", "crashed"]
+    error: str | None
+
+
 class TraceWriter:
     """Writes a trace file line by line; call it with each event (it is an event sink).
 
-    Lines are written as they happen, so a run that dies leaves a trace without a result line, which
-    `read_trace` reports as truncated.
+    Lines are written as they happen. A run that ends without a result writes an `end` line saying why;
+    a process that is killed leaves neither, which `read_trace` reports as truncated.
     """
 
     def __init__(self, file: IO[str], path: Path, *, redactor: Redactor) -> None:
@@ -175,7 +184,7 @@ class TraceWriter:
         """
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            file = path.open("w", encoding="utf-8")
+            file = path.open("w", encoding="utf-8", buffering=1)  # line by line: a killed run keeps its events
         except OSError as error:
             raise TraceFileError(f"{path}: cannot write the trace: {error.strerror}") from None
         writer = cls(file, path, redactor=redactor)
@@ -206,8 +215,13 @@ class TraceWriter:
         self.write({"type": "result", **result})
         self.close()
 
+    def end(self, ending: TraceEnding) -> None:
+        """Write the line that says why the run ended without a result, and close the file."""
+        self.write({"type": "end", "reason": ending.reason, "error": ending.error})
+        self.close()
+
     def close(self) -> None:
-        """Close the file (a trace closed without `finish` reads as truncated)."""
+        """Close the file (a trace closed without `finish` or `end` reads as truncated)."""
         self._file.close()
 
 
@@ -227,6 +241,8 @@ def read_trace(path: Path) -> Trace:
         TraceFileError: the file is missing or unreadable, a line is not JSON, the header is missing or
             the result line is (a truncated trace), each in one line naming the file.
     """
+    if path.is_dir():  # a run folder: its trace
+        path = path / "trace.jsonl"
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -248,6 +264,17 @@ def read_trace(path: Path) -> Trace:
         raise TraceFileError(f"{path}: not an agentdag trace (the first line is not a header)")
     if lines[0].get("version") != TRACE_VERSION:
         raise TraceFileError(f"{path}: trace version {lines[0].get('version')!r}; this agentdag reads {TRACE_VERSION}")
+    if lines[-1]["type"] == "end":
+        raise TraceFileError(f"{path}: {_describe_ending(lines[-1])}")
     if lines[-1]["type"] != "result":
-        raise TraceFileError(f"{path}: truncated trace: no result line (the run did not finish)")
+        raise TraceFileError(f"{path}: truncated trace: no result line (the process was killed before the run ended)")
     return Trace(header=lines[0], result=lines[-1], events=lines[1:-1])
+
+
+def _describe_ending(line: Mapping[str, Any]) -> str:
+    reason, error = line.get("reason"), line.get("error")
+    if reason == "interrupted":
+        return "the run was interrupted before it ended (`agentdag run --resume` on its run folder continues it)"
+    if reason == "error":
+        return f"the run stopped before it ended: {error}"
+    return f"the run crashed before it ended: {error}"

@@ -49,12 +49,42 @@ def test_each_malformed_file_gets_one_line_naming_file_key_and_line(name: str) -
     assert "\n" not in message
 
 
-def test_many_problems_are_summarised_on_one_line() -> None:
+def test_each_problem_gets_its_own_line_naming_its_place() -> None:
     text = "task: ''\ntools: 1\nplan: 2\nlimits: 3\nanswer: 1\nextra: 1\n"
     with pytest.raises(TaskFileError) as caught:
         parse_task_file(text, source="t.yaml")
-    assert "more)" in str(caught.value)
-    assert "\n" not in str(caught.value)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 5, lines
+    assert [line.split(": ", 1)[0] for line in lines] == ["t.yaml:1", "t.yaml:2", "t.yaml:3", "t.yaml:4", "t.yaml:6"]
+
+
+def test_problems_past_ten_are_counted_on_one_line() -> None:
+    text = "task: t\n" + "".join(f"extra{index}: 1\n" for index in range(14))
+    with pytest.raises(TaskFileError) as caught:
+        parse_task_file(text, source="t.yaml")
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 11
+    assert lines[-1] == "t.yaml: and 4 more problem(s)"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("task: t\nmodle: {}\n", "t.yaml:2: modle: unknown key; did you mean 'model'?"),
+        ("task: t\nlimits: {max_concurency: 2}\n", "t.yaml:2: limits.max_concurency: unknown key; did you mean"),
+        ("task: t\nplan:\n  - {id: 1, tool: x, argumens: {}}\n", "t.yaml:3: plan.0.argumens: unknown key; did you"),
+        ("task: t\nbackend: {kind: ray, adress: x}\n", "t.yaml:2: backend.ray.adress: unknown key; did you mean"),
+        (
+            "task: t\nscaling: {planner: {strategy: best_of_n, selectr: judge}}\n",
+            "t.yaml:2: scaling.planner.best_of_n.selectr: unknown key; did you mean 'selector'?",
+        ),
+        ("task: t\nzzzz: 1\n", "t.yaml:2: zzzz: unknown key (check its spelling)"),
+    ],
+)
+def test_an_unknown_key_gets_a_suggestion(text: str, expected: str) -> None:
+    with pytest.raises(TaskFileError) as caught:
+        parse_task_file(text, source="t.yaml")
+    assert str(caught.value).startswith(expected), str(caught.value)
 
 
 def test_file_level_errors(tmp_path: Path) -> None:

@@ -1,12 +1,18 @@
 """The `agentdag` command line: run and plan task files, serve the embedded model, run benchmarks.
 
-Exit codes: 0 the task is done, 1 the task failed, 2 bad input (task file, plan, options), 130 interrupted.
+Exit codes: 0 the task is done, 1 the task failed (or, with `run --strict`, a node did not succeed), 2 bad input
+(task file, plan, options), 130 interrupted (Ctrl-C), 141 the reader of stdout went away (a closed pipe), 143
+terminated (SIGTERM).
 This package is the only place that calls `anyio.run()`.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import os
+import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -21,7 +27,14 @@ from agentdag.cli.bench import (
     serve_command,
     swe_table,
 )
-from agentdag.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, escape
+from agentdag.cli.output import (
+    EXIT_BAD_INPUT,
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    escape,
+)
 from agentdag.cli.plan import plan_command, trace_show_command
 from agentdag.cli.run import run_command
 from agentdag.errors import AgentdagError, ModelError, PlanError, TaskFileError
@@ -38,9 +51,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(stderr=True)
     command: Callable[[argparse.Namespace], Awaitable[int]] = arguments.command
     try:
-        return anyio.run(command, arguments)
+        code = anyio.run(_run_until_terminated, command, arguments)
+        sys.stdout.flush()  # here, so that a reader that went away is a broken pipe below, not at exit
+        return code
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
     except (TaskFileError, PlanError) as error:
-        console.print(f"[bold red]agentdag: bad input:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        for line in str(error).splitlines():  # one line per problem, each naming its place
+            console.print(f"[bold red]agentdag: bad input:[/] {escape(line)}", highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     except ModelError as error:
         console.print(f"[bold red]agentdag: model failed:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
@@ -51,6 +70,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]agentdag: interrupted[/]")
         return EXIT_INTERRUPTED
+    except _Terminated:
+        console.print("[yellow]agentdag: terminated[/]")
+        return EXIT_TERMINATED
+
+
+class _Terminated(Exception):
+    """The process received SIGTERM; the command was cancelled and cleaned up as for Ctrl-C."""
+
+
+async def _run_until_terminated(
+    command: Callable[[argparse.Namespace], Awaitable[int]], arguments: argparse.Namespace
+) -> int:
+    """Run the command; SIGTERM cancels it, so that its cleanup runs (servers stopped, state saved, hint shown)."""
+    code = EXIT_INTERRUPTED
+    terminated = False
+    failure: BaseException | None = None
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            nonlocal terminated
+            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for _ in signals:
+                    terminated = True
+                    group.cancel_scope.cancel()
+                    return
+
+        group.start_soon(watch)
+        try:
+            code = await command(arguments)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except BaseException as error:  # kept out of the task group, which would wrap it in an exception group
+            failure = error
+        group.cancel_scope.cancel()
+    if terminated:
+        raise _Terminated
+    if failure is not None:
+        raise failure
+    return code
+
+
+def _discard_stdout() -> None:
+    """Point stdout at the null device: its reader is gone, and Python would report the failed flush at exit."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # stdout is not a file (a test's capture): nothing will flush to a closed pipe
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -83,6 +151,9 @@ def create_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--timeline", type=Path, default=None, metavar="PNG", help="save a Gantt chart of the nodes")
     run.add_argument("--otel", action="store_true", help="record OpenTelemetry spans (also: AGENTDAG_OTEL=1)")
+    run.add_argument(
+        "--strict", action="store_true", help="exit 1 unless every node succeeded, even when the task got its answer"
+    )
     run.set_defaults(command=run_command)
 
     plan = commands.add_parser(
@@ -100,7 +171,7 @@ def create_parser() -> argparse.ArgumentParser:
     trace = commands.add_parser("trace", help="read run traces")
     traces = trace.add_subparsers(required=True, metavar="ACTION")
     show = traces.add_parser("show", help="render a trace's summary again")
-    show.add_argument("file", type=Path, help="a trace written by `agentdag run` (JSONL)")
+    show.add_argument("file", type=Path, help="a trace written by `agentdag run` (JSONL), or its run folder")
     show.add_argument("--json", action="store_true", help="print the trace's result as one JSON object")
     show.add_argument("--timeline", type=Path, default=None, metavar="PNG", help="save a Gantt chart of the nodes")
     show.set_defaults(command=trace_show_command)

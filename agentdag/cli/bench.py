@@ -77,7 +77,7 @@ def bench_command(module: str, function: str, options: Sequence[str], render: Be
         if arguments.json:
             print(json.dumps(report))
         else:
-            Console().print(render(report))
+            stdout_console().print(render(report))
         return EXIT_DONE
 
     return command

@@ -10,9 +10,20 @@ from rich.console import Console
 from agentdag.errors import AgentdagError
 from agentdag.trace import Redactor
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_DONE", "EXIT_FAILED", "EXIT_INTERRUPTED", "escape", "stdout_console", "write_text"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_BROKEN_PIPE",
+    "EXIT_DONE",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "escape",
+    "stdout_console",
+    "write_text",
+]
 
-EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE, EXIT_TERMINATED = 130, 141, 143  # 128 + SIGINT, SIGPIPE, SIGTERM
 
 
 def escape(text: str) -> str:
@@ -21,11 +32,18 @@ def escape(text: str) -> str:
     return str(Redactor.from_environment().redact(text)).replace("[", r"\[")
 
 
+class _StdoutConsole(Console):
+    """A console whose closed pipe is a `BrokenPipeError` for `main` to end quietly on (rich exits 1 itself)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 def stdout_console() -> Console:
     """The console for results: as wide as the terminal, or 120 columns when writing to a pipe or file."""
-    console = Console()
+    console = _StdoutConsole()
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(width=120)
+        console = _StdoutConsole(width=120)
     return console
 
 

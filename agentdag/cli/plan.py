@@ -13,7 +13,6 @@ from rich.table import Table
 
 from agentdag.assembly import open_agent, open_tools
 from agentdag.cli.output import EXIT_DONE, EXIT_FAILED, escape, stdout_console, write_text
-from agentdag.errors import PlanError
 from agentdag.models.function import FunctionModel
 from agentdag.pictures import draw_plan, draw_timeline, ensure_plots_available, plan_to_dot, plan_to_mermaid
 from agentdag.plan import Node, dependencies_of, validate_plan
@@ -38,7 +37,7 @@ async def plan_command(arguments: argparse.Namespace) -> int:
         async with open_tools(task, base_dir=arguments.task.parent, model=placeholder) as tools:
             problems = validate_plan(nodes, ToolRegistry(tools))
         if problems:
-            raise PlanError(list(problems))
+            raise task.locate(problems)
     else:
         async with open_agent(task, base_dir=arguments.task.parent, run_nodes=False) as agent:
             draft = await agent.draft(task.task)
@@ -76,7 +75,7 @@ async def plan_command(arguments: argparse.Namespace) -> int:
 
 
 def _print_plan(nodes: Sequence[Node]) -> None:
-    console = Console()
+    console = stdout_console()
     table = Table(title="plan", show_lines=False)
     for column in ("id", "tool", "arguments", "depends on"):
         table.add_column(column)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 from rich.console import Console
 from rich.live import Live
 
@@ -18,12 +19,13 @@ from agentdag.cli.output import EXIT_DONE, EXIT_FAILED, escape, stdout_console
 from agentdag.errors import AgentdagError, TaskFileError
 from agentdag.events import Event, RunEventSink
 from agentdag.pictures import draw_timeline, ensure_plots_available
+from agentdag.plan import validate_plan
 from agentdag.result import RunResult
 from agentdag.store import RunStore, RunStoreError
 from agentdag.summary import RunSummary, summarize
 from agentdag.taskfile import TaskFile, load_task_file, parse_task_file
 from agentdag.telemetry import OtelRecorder, otel_enabled
-from agentdag.trace import Redactor, TraceWriter, result_to_json
+from agentdag.trace import Redactor, TraceEnding, TraceWriter, result_to_json
 from agentdag.usage import RunMeter
 from agentdag.view import RunView, render_answer, render_summary
 
@@ -35,16 +37,16 @@ async def run_command(arguments: argparse.Namespace) -> int:
     if arguments.timeline is not None:
         ensure_plots_available()  # before the run and its folder, not after it
     opened = _open_run(arguments)
-    task, task_file, run_dir, store = opened.task, opened.task_file, opened.run_dir, opened.store
-    try:
-        return await _run_task(arguments, task, task_file, run_dir, store)
-    finally:
-        if store is not None:
-            store.close()
+    with ExitStack() as closing:
+        if opened.store is not None:
+            closing.callback(opened.store.close)
+        return await _run_task(arguments, opened, closing)
 
 
 @dataclass(frozen=True, slots=True)
 class _OpenedRun:
+    """A run about to start: its task, and its folder's store when resuming (a new run's is made later)."""
+
     task: TaskFile
     task_file: Path
     run_dir: Path
@@ -72,11 +74,16 @@ def _open_run(arguments: argparse.Namespace) -> _OpenedRun:
     if arguments.task is None:
         raise TaskFileError("give a task file to run, or --resume RUN_DIR")
     task = _with_cassette(load_task_file(arguments.task), arguments.task, arguments)
-    run_dir = arguments.run_dir or _default_run_dir(arguments.task)
+    return _OpenedRun(task, arguments.task, arguments.run_dir or _default_run_dir(arguments.task), None)
+
+
+def _create_store(arguments: argparse.Namespace, opened: _OpenedRun) -> RunStore | None:
+    """A new run's store, made once the run can start, so that a run that never started leaves no folder."""
     if arguments.no_state:
-        return _OpenedRun(task, arguments.task, run_dir, None)
-    meta = {"task_file": str(arguments.task.resolve()), "task_file_text": arguments.task.read_text("utf-8")}
-    return _OpenedRun(task, arguments.task, run_dir, RunStore.create(run_dir, task=task.task, meta=meta))
+        return None
+    task_file = opened.task_file
+    meta = {"task_file": str(task_file.resolve()), "task_file_text": task_file.read_text("utf-8")}
+    return RunStore.create(opened.run_dir, task=opened.task.task, meta=meta)
 
 
 def _with_cassette(task: TaskFile, task_file: Path, arguments: argparse.Namespace) -> TaskFile:
@@ -91,9 +98,8 @@ def _with_cassette(task: TaskFile, task_file: Path, arguments: argparse.Namespac
     return task.model_copy(update={"model": model.model_copy(update=update)})
 
 
-async def _run_task(
-    arguments: argparse.Namespace, task: TaskFile, task_file: Path, run_dir: Path, store: RunStore | None
-) -> int:
+async def _run_task(arguments: argparse.Namespace, opened: _OpenedRun, closing: ExitStack) -> int:
+    task, task_file, run_dir = opened.task, opened.task_file, opened.run_dir
     redactor = Redactor.from_environment(task.model.api_key.get_secret_value() if task.model.api_key else None)
     console = stdout_console()
     view = RunView(title=task.task, redact=redactor.redact)
@@ -103,12 +109,17 @@ async def _run_task(
         for sink in sinks:
             sink(event)
 
+    store = opened.store
     trace: TraceWriter | None = None
     otel: OtelRecorder | None = None
     result: RunResult | None = None
-    bad_input = False
+    ending: TraceEnding = TraceEnding("crashed", None)
     try:
         async with open_agent(task, base_dir=task_file.parent, on_event=[fan_out]) as agent:
+            if task.plan is not None and (problems := validate_plan(task.plan, agent.tools)):
+                raise task.locate(problems)  # rejected before anything is made for the run
+            if store is None and (store := _create_store(arguments, opened)) is not None:
+                closing.callback(store.close)
             if not arguments.no_trace:
                 path = arguments.trace or free_path(run_dir / "trace.jsonl")
                 trace = TraceWriter.create(
@@ -125,18 +136,25 @@ async def _run_task(
                     result = await agent.run_plan(task.plan, answer=task.answer, store=store, meter=meter)
                 else:
                     result = await agent.run(task.task, store=store, meter=meter)
-    except AgentdagError:
-        bad_input = True  # a task that cannot start would fail the same way on resume: no hint
+    except AgentdagError as error:
+        ending = TraceEnding("error", str(error))
+        raise
+    except (KeyboardInterrupt, anyio.get_cancelled_exc_class()):
+        ending = TraceEnding("interrupted", None)
+        raise
+    except BaseException as error:
+        ending = TraceEnding("crashed", f"{type(error).__name__}: {error}")
         raise
     finally:
-        if store is not None and not bad_input and _worth_resuming(result):
+        # A task that cannot start would fail the same way on resume: no hint then.
+        if store is not None and ending.reason != "error" and _worth_resuming(result):
             Console(stderr=True).print(
                 f"[yellow]resume with:[/] agentdag run --resume {escape(str(run_dir))}", highlight=False
             )
         if otel is not None:
             otel.finish(result, error=None if result is not None else "the run did not finish")
         if trace is not None and result is None:
-            trace.close()  # no result line: `trace show` reports the trace as truncated
+            trace.end(ending)  # `trace show` says why the run ended without a result
     assert result is not None  # the block above either set it or raised
     result_json: dict[str, Any] = redactor.redact(result_to_json(result, node_tokens=view.node_tokens))
     if trace is not None:
@@ -152,7 +170,22 @@ async def _run_task(
         trace_path=None if trace is None else str(trace.path),
         timeline=arguments.timeline,
     )
-    return EXIT_DONE if result.status == "done" else EXIT_FAILED
+    if result.status != "done":
+        return EXIT_FAILED
+    return _strict_exit_code(result) if arguments.strict else EXIT_DONE
+
+
+def _strict_exit_code(result: RunResult) -> int:
+    """With `--strict`, a done run exits 1 too when any node did not finish done (failed, skipped, cancelled)."""
+    unsuccessful = [record for record in result.records.values() if record.status != "done"]
+    if not unsuccessful:
+        return EXIT_DONE
+    shown = ", ".join(f"{record.node.id} {record.status}" for record in unsuccessful[:10])
+    more = f" and {len(unsuccessful) - 10} more" if len(unsuccessful) > 10 else ""
+    Console(stderr=True).print(
+        f"[bold red]strict:[/] {len(unsuccessful)} node(s) did not succeed ({escape(shown)}{more})", highlight=False
+    )
+    return EXIT_FAILED
 
 
 def _worth_resuming(result: RunResult | None) -> bool:

@@ -63,12 +63,15 @@ def import_tools(reference: str) -> list[Tool]:
         AgentdagError: the reference is malformed, the import fails, or the attribute holds no tools.
     """
     module_name, _, attribute = reference.partition(":")
-    if not module_name or not attribute:
+    if not module_name or not attribute or module_name.startswith("."):
         raise AgentdagError(f"tool reference {reference!r} must look like 'package.module:name'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise AgentdagError(f"cannot import module {module_name!r} for tool {reference!r}: {error}") from None
+    except (Exception, SystemExit) as error:  # the module's own code failed: a syntax error, a raise, an exit
+        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        raise AgentdagError(f"cannot import module {module_name!r} for tool {reference!r}: {reason}") from None
     try:
         value = getattr(module, attribute)
     except AttributeError:
