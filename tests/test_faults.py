@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 import socket
 import sys
 import threading
@@ -272,6 +273,29 @@ async def test_an_mcp_server_that_crashes_mid_call_is_restarted_and_only_the_uns
     assert "it may have side effects, so it is not retried" in error.message
     skipped = result.records[4].error
     assert skipped is not None and (skipped.kind, skipped.cause) == ("dependency_failed", 3)
+
+
+@pytest.mark.asyncio
+async def test_a_fifo_read_through_the_workspace_server_fails_its_node_and_the_server_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "notes.txt").write_text("kept\n")
+    os.mkfifo(tmp_path / "pipe")
+    config = McpServerConfig(
+        name="workspace", command=["python", "-m", "agentdag.tools.workspace", "--root", str(tmp_path)]
+    )
+    nodes = plan(node(1, "read_file", path="pipe"), node(2, "read_file", path="notes.txt"))
+    async with McpToolset(config) as toolset:
+        result = await run(Agent(tools=toolset.tools, model=scripted(nodes)))
+        restarts = toolset.restarts
+    # Before: the read blocked the server's event loop in open(); both nodes hung and the server, alive, was
+    # never restarted.
+    assert result.status == "done"
+    error = result.records[1].error
+    assert error is not None and error.kind == "tool_error"
+    assert "'pipe' is not a regular file" in error.message
+    assert result.records[2].output == "kept\n"
+    assert restarts == 0
 
 
 # -- the model server is down, slow, or returns malformed or truncated output -----------------------

@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
-from agentdag.tools.confine import PathEscapeError, confine, run_command
+from agentdag.tools.confine import PathEscapeError, confine, open_confined, run_command
 from agentdag.tools.workspace import WorkspaceConfig, create_server
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
@@ -543,3 +543,128 @@ async def test_binary_output_is_bounded_text(tmp_path: Path) -> None:
     assert result.passed
     assert len(result.output.encode()) < 2_000 * 3 + 100  # replacement characters take 3 bytes each
     assert "bytes of output omitted" in result.output
+
+
+# -- wedging and flooding: FIFOs, huge files, a folder swapped for a symlink ------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_fifo_is_refused_at_once_and_the_server_keeps_answering(workspace: Path) -> None:
+    os.mkfifo(workspace / "pipe")
+    parameters = StdioServerParameters(
+        command=sys.executable, args=["-m", "agentdag.tools.workspace", "--root", str(workspace)]
+    )
+    async with Client(parameters) as client:
+        for name, arguments in [
+            ("read_file", {"path": "pipe"}),
+            ("patch_file", {"path": "pipe", "old": "a", "new": "b"}),
+            ("write_file", {"path": "pipe", "content": "x"}),
+            ("list_files", {"path": "pipe"}),
+        ]:
+            # Before: read_file blocked the server's event loop in open() waiting for a writer, for good.
+            with anyio.fail_after(10):
+                refused = await client.call_tool(name, arguments)
+            assert refused.is_error and "not a regular file" in text_of(refused), (name, text_of(refused))
+        with anyio.fail_after(10):
+            read = await client.call_tool("read_file", {"path": "test_code.py"})
+    assert text_of(read).startswith("from pkg.code import add")
+    assert (workspace / "pipe").is_fifo()
+
+
+@pytest.mark.asyncio
+async def test_an_oversized_write_is_refused_before_any_file_or_folder_is_made(workspace: Path) -> None:
+    async with Client(create_server(config(workspace))) as client:
+        # Over the default limit (4 MiB); before, any size was written (1 GiB took 3.4 GB in the server).
+        big = await client.call_tool("write_file", {"path": "new/big.txt", "content": "x" * (5 * 2**20)})
+        assert big.is_error and "limit on files" in text_of(big), text_of(big)
+        assert not (workspace / "new").exists()
+    async with Client(create_server(config(workspace, max_file_bytes=10))) as client:
+        wide = await client.call_tool("write_file", {"path": "wide.txt", "content": "é" * 6})  # 12 bytes
+        assert wide.is_error and "12 bytes" in text_of(wide)
+        fits = await client.call_tool("write_file", {"path": "fits.txt", "content": "x" * 10})
+        assert not fits.is_error
+        grown = await client.call_tool("patch_file", {"path": "fits.txt", "old": "x" * 10, "new": "y" * 11})
+        assert grown.is_error and "limit on files" in text_of(grown)
+    assert not (workspace / "wide.txt").exists()
+    assert (workspace / "fits.txt").read_text() == "x" * 10
+
+
+@pytest.mark.asyncio
+async def test_an_oversized_file_is_refused_by_its_size_without_being_read(workspace: Path) -> None:
+    with (workspace / "sparse.bin").open("wb") as sparse:
+        sparse.truncate(2 * 2**30)  # 2 GiB of holes: no disk, but reading it would take 2 GiB of memory
+    async with Client(create_server(config(workspace))) as client:
+        for name, arguments in [
+            ("read_file", {"path": "sparse.bin"}),
+            ("read_file", {"path": "sparse.bin", "start_line": 1, "end_line": 1}),
+            ("patch_file", {"path": "sparse.bin", "old": "\0", "new": "x"}),
+        ]:
+            started = time.perf_counter()
+            refused = await client.call_tool(name, arguments)
+            assert time.perf_counter() - started < 1, name
+            assert refused.is_error and f"has {2 * 2**30} bytes" in text_of(refused), text_of(refused)
+    (workspace / "ten.txt").write_text("x" * 10)
+    (workspace / "eleven.txt").write_text("x" * 11)
+    async with Client(create_server(config(workspace, max_file_bytes=10))) as client:
+        eleven = await client.call_tool("read_file", {"path": "eleven.txt"})
+        assert eleven.is_error and "11 bytes" in text_of(eleven)
+        assert text_of(await client.call_tool("read_file", {"path": "ten.txt"})) == "x" * 10
+
+
+def test_a_folder_swapped_for_a_symlink_after_the_check_does_not_lead_out(workspace: Path) -> None:
+    root = workspace.resolve()
+    (root / "box").mkdir()
+    (root / "box" / "secret.txt").write_text("inside")
+    confine(root, "box/secret.txt")  # the check passes; now the folder is swapped for a link out
+    (root / "box").rename(root / "box_before")
+    (root / "box").symlink_to(workspace.parent)
+    for flags in (os.O_RDONLY, os.O_WRONLY | os.O_CREAT):
+        with pytest.raises(PathEscapeError, match="outside the workspace"):
+            open_confined(root, "box/secret.txt", flags)
+    assert (workspace.parent / "secret.txt").read_text() == "outside"
+    # Links that stay inside still work, absolute or relative, in any component.
+    (root / "box").unlink()
+    (root / "box").symlink_to("box_before")
+    (root / "abs").symlink_to(root / "box_before")
+    for path in ("box/secret.txt", "abs/secret.txt", "box/../abs/./secret.txt", "inner_link"):
+        fd, where = open_confined(root, path, os.O_RDONLY)
+        os.close(fd)
+        assert where.as_posix() in ("box_before/secret.txt", "pkg/code.py"), path
+
+
+# Swaps the folder `box` for a symlink to a folder outside the workspace and back, as fast as it can.
+SWAPPING_PROGRAM = """\
+import os, sys
+print("swapping", flush=True)
+while True:
+    os.rename("box", "box_real")
+    os.rename("link", "box")
+    os.rename("box", "link")
+    os.rename("box_real", "box")
+"""
+
+
+@pytest.mark.asyncio
+async def test_a_folder_swapped_for_a_symlink_while_the_server_reads_never_leads_out(workspace: Path) -> None:
+    (workspace / "box").mkdir()
+    (workspace / "box" / "secret.txt").write_text("inside")
+    (workspace.parent / "outside").mkdir()
+    (workspace.parent / "outside" / "secret.txt").write_text("outside")
+    (workspace / "link").symlink_to(workspace.parent / "outside")
+    texts: list[str] = []
+    async with (
+        await anyio.open_process([sys.executable, "-c", SWAPPING_PROGRAM], cwd=workspace) as swapper,
+        Client(create_server(config(workspace))) as client,
+    ):
+        try:
+            assert swapper.stdout is not None and b"swapping" in await swapper.stdout.receive()
+            deadline = time.perf_counter() + 3
+            while time.perf_counter() < deadline:
+                result = await client.call_tool("read_file", {"path": "box/secret.txt"})
+                if not result.is_error:
+                    texts.append(text_of(result))
+        finally:
+            swapper.kill()
+    # Before: the path was checked, then opened by name, so some reads went through the swapped-in link.
+    assert "outside" not in texts
+    assert "inside" in texts

@@ -2,8 +2,10 @@
 
 `confine` resolves a relative path under a root. A path is refused when it is absolute, when its `..` parts
 climb out of the root, or when it resolves (following every symlink on the way) to a place outside the root.
-The check runs on the path as it is at call time: a symlink swapped in between the check and the use is not
-guarded against, so the root must not be shared with an adversary that can create files concurrently.
+That check runs on the path as it is at call time, so a symlink swapped in before the path is used is not
+caught by it. `open_confined` closes that gap: it opens the path one component at a time, each relative to
+a descriptor of the folder before it and with `O_NOFOLLOW`, reads any symlink it meets and walks its target
+the same way, and refuses a target that climbs above the root. Nothing it opens is looked up by name twice.
 
 `run_command` runs a command without a shell, in its own session, under an address space limit, killing
 its whole process group when it times out, finishes or is cancelled, and keeps a bounded head and tail of
@@ -15,6 +17,7 @@ These limits bound a run; they do not sandbox it: the command can read and write
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import signal
@@ -27,7 +30,7 @@ import anyio
 import anyio.abc
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "PathEscapeError", "TestRun", "confine", "run_command"]
+__all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "PathEscapeError", "TestRun", "confine", "open_confined", "run_command"]
 
 DEFAULT_MAX_OUTPUT_BYTES = 20_000
 _KILL_GRACE_S = 5.0
@@ -35,6 +38,10 @@ _MAX_PATH_BYTES = 4_096  # Linux's PATH_MAX and NAME_MAX: longer paths fail in e
 _MAX_NAME_BYTES = 255
 _RUN_TAG = "AGENTDAG_RUN_TAG"
 _MAX_SWEEPS = 5
+_MAX_SYMLINKS = 40  # Linux's limit on symlinks followed in one lookup
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NOFOLLOW met a symlink: ELOOP (EMLINK on FreeBSD), or ENOTDIR along with O_DIRECTORY.
+_SYMLINK_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK, errno.ENOTDIR})
 
 
 class PathEscapeError(ValueError):
@@ -51,17 +58,7 @@ def confine(root: Path, path: str) -> Path:
             through a symlink to a place outside `root`, or is no usable file name (too long, or a lone
             surrogate).
     """
-    if not path.strip():
-        raise PathEscapeError("the path is empty; use '.' for the workspace root")
-    if "\x00" in path:
-        raise PathEscapeError(f"the path {path!r} contains a NUL byte")
-    if os.path.isabs(path) or PurePosixPath(path).is_absolute():
-        raise PathEscapeError(f"absolute paths are refused ({path!r}); give a path relative to the workspace root")
-    depth = 0
-    for part in PurePosixPath(path.replace("\\", "/")).parts:
-        depth = depth - 1 if part == ".." else depth + (part != ".")
-        if depth < 0:
-            raise PathEscapeError(f"the path {path!r} leads outside the workspace ('..' climbs above the root)")
+    _refuse_malformed(path)
     try:
         resolved = (root / path).resolve()
         encoded = os.fsencode(resolved)
@@ -73,6 +70,108 @@ def confine(root: Path, path: str) -> Path:
     if len(encoded) >= _MAX_PATH_BYTES or any(len(os.fsencode(part)) > _MAX_NAME_BYTES for part in resolved.parts):
         raise PathEscapeError(f"the path {path[:60]!r}… is too long for the file system")
     return resolved
+
+
+def open_confined(root: Path, path: str, flags: int, *, make_folders: bool = False) -> tuple[int, PurePosixPath]:
+    """Open the relative `path` inside `root` (resolved already) without ever following a name out of it.
+
+    After refusing a malformed path (empty, NUL, absolute, `..` out, as `confine` does), it walks the path
+    from a descriptor of the root: each folder is opened relative to the one before it with `O_NOFOLLOW`,
+    and the last component with `flags | O_NOFOLLOW | O_NONBLOCK` (so a FIFO does not block the open). A
+    symlink met on the way, even one swapped in after a `confine` check, is read relative to its folder and
+    its target walked in its place; a target that climbs above the root is refused. Nothing is looked up by
+    a name that starts outside the root. The caller owns the descriptor returned.
+
+    Args:
+        root: the confinement root.
+        path: a path relative to it.
+        flags: `os.open` flags for the last component (`O_CREAT` creates a file, never a folder).
+        make_folders: create the missing folders on the way.
+
+    Returns:
+        The descriptor and where it was found, relative to the root (`.` for the root itself); a path
+        that ends in the root or a folder (`.`, `pkg/..`) gives a read-only descriptor of that folder.
+
+    Raises:
+        PathEscapeError: a malformed path, a symlink that leads out (also one swapped in after a `confine`
+            check of the same path), or a symlink loop.
+        OSError: the open failed (`FileNotFoundError`, `NotADirectoryError`, `IsADirectoryError`, …).
+    """
+    _refuse_malformed(path)
+    pending = list(reversed(path.split("/")))  # the components still to walk, the next one last
+    folders = [os.open(root, _FOLDER_FLAGS)]  # from the root down to the folder being walked
+    names: list[str] = []
+    hops = 0
+    try:
+        while pending:
+            name = pending.pop()
+            if name in ("", "."):
+                continue
+            if name == "..":
+                if not names:
+                    raise PathEscapeError(f"the path {path!r} resolves outside the workspace (through a symlink)")
+                os.close(folders.pop())
+                names.pop()
+                continue
+            last = all(rest in ("", ".") for rest in pending)
+            try:
+                if last:
+                    return _open_last(name, flags, folders[-1]), PurePosixPath(*names, name)
+                folders.append(_open_folder(name, folders[-1], make_folders=make_folders))
+                names.append(name)
+                continue
+            except OSError as error:
+                if error.errno not in _SYMLINK_ERRNOS:
+                    raise
+                try:
+                    target = os.readlink(name, dir_fd=folders[-1])
+                except OSError:
+                    raise error from None  # not a symlink after all
+            hops += 1
+            if hops > _MAX_SYMLINKS:
+                raise PathEscapeError(f"the path {path!r} cannot be resolved: too many levels of symbolic links")
+            if target.startswith("/"):
+                if not PurePosixPath(target).is_relative_to(root):
+                    raise PathEscapeError(f"the path {path!r} resolves outside the workspace (through a symlink)")
+                while len(folders) > 1:  # an absolute target inside the root: walk it from the root
+                    os.close(folders.pop())
+                names.clear()
+                target = PurePosixPath(target).relative_to(root).as_posix()
+            pending.extend(reversed(target.split("/")))
+        return os.dup(folders[-1]), PurePosixPath(*names)
+    finally:
+        for folder in folders:
+            os.close(folder)
+
+
+def _open_last(name: str, flags: int, folder: int) -> int:
+    return os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666, dir_fd=folder)
+
+
+def _open_folder(name: str, folder: int, *, make_folders: bool) -> int:
+    try:
+        return os.open(name, _FOLDER_FLAGS, dir_fd=folder)
+    except FileNotFoundError:
+        if not make_folders:
+            raise
+    with contextlib.suppress(FileExistsError):  # made by someone else meanwhile: open whatever is there
+        os.mkdir(name, dir_fd=folder)
+    return os.open(name, _FOLDER_FLAGS, dir_fd=folder)
+
+
+def _refuse_malformed(path: str) -> None:
+    """Refuse what no lookup is needed to refuse: an empty path, a NUL byte, an absolute path, `..` out."""
+    if not path.strip():
+        raise PathEscapeError("the path is empty; use '.' for the workspace root")
+    if "\x00" in path:
+        raise PathEscapeError(f"the path {path!r} contains a NUL byte")
+    if os.path.isabs(path) or PurePosixPath(path).is_absolute():
+        raise PathEscapeError(f"absolute paths are refused ({path!r}); give a path relative to the workspace root")
+    depth = 0
+    for part in PurePosixPath(path.replace("\\", "/")).parts:
+        depth = depth - 1 if part == ".." else depth + (part != ".")
+        if depth < 0:
+            raise PathEscapeError(f"the path {path!r} leads outside the workspace ('..' climbs above the root)")
 
 
 # Runs in the child: limit the address space, then become the command (no shell, no preexec_fn).
