@@ -155,10 +155,9 @@ class TaskFile(_Strict):
         return TaskFileError("\n".join(lines))
 
     def _locate_one(self, problem: object) -> str:
-        if not isinstance(problem, PlanProblem) or problem.node_id is None or not self.plan:
-            return f"{self.where('plan')}: plan: {problem}"
-        indexes = [index for index, node in enumerate(self.plan) if node.id == problem.node_id]
-        if not indexes:
+        node_id = problem.node_id if isinstance(problem, PlanProblem) else None
+        indexes = [index for index, node in enumerate(self.plan or ()) if node_id is not None and node.id == node_id]
+        if not isinstance(problem, PlanProblem) or not indexes:  # a problem of the whole plan
             return f"{self.where('plan')}: plan: {problem}"
         # A duplicate id is the fault of its later use; any other problem is of the first node with the id.
         index = indexes[-1] if problem.kind == "duplicate_id" else indexes[0]

@@ -235,11 +235,12 @@ class Trace:
 
 
 def read_trace(path: Path) -> Trace:
-    """Read a trace file written by `TraceWriter`.
+    """Read a trace file written by `TraceWriter`, or a run folder's `trace.jsonl` when `path` is a folder.
 
     Raises:
         TraceFileError: the file is missing or unreadable, a line is not JSON, the header is missing or
-            the result line is (a truncated trace), each in one line naming the file.
+            the result line is (a trace that ends with why the run stopped, or a truncated one), each in one
+            line naming the file.
     """
     if path.is_dir():  # a run folder: its trace
         path = path / "trace.jsonl"

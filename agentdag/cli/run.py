@@ -180,7 +180,7 @@ def _strict_exit_code(result: RunResult) -> int:
     unsuccessful = [record for record in result.records.values() if record.status != "done"]
     if not unsuccessful:
         return EXIT_DONE
-    shown = ", ".join(f"{record.node.id} {record.status}" for record in unsuccessful[:10])
+    shown = ", ".join(f"{record.id} {record.status}" for record in unsuccessful[:10])
     more = f" and {len(unsuccessful) - 10} more" if len(unsuccessful) > 10 else ""
     Console(stderr=True).print(
         f"[bold red]strict:[/] {len(unsuccessful)} node(s) did not succeed ({escape(shown)}{more})", highlight=False
